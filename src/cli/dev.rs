@@ -1,0 +1,113 @@
+//! `medllm dev`: hidden developer tools.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Subcommand};
+
+use std::time::Instant;
+
+use super::options::ModelOptions;
+use super::{GlobalOptions, Outcome};
+use crate::llama::{Batch, Context, ContextParams, Token};
+use crate::gguf::{TinyModelSpec, write_tiny_model};
+
+#[derive(Debug, Args)]
+pub(crate) struct DevArgs {
+    #[command(subcommand)]
+    command: DevCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum DevCommand {
+    /// Write a tiny llama-architecture GGUF with random weights (for tests and demos).
+    TinyModel {
+        /// Where to write it.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Seed of the random weights.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// general.architecture to record (only `llama` runs).
+        #[arg(long, default_value = "llama")]
+        architecture: String,
+    },
+    /// Measure the engine alone, the way llama-bench does: prompt processing of N tokens
+    /// in one batch, and generation of M tokens one decode at a time, with no sampling.
+    BenchEngine {
+        #[command(flatten)]
+        model: ModelOptions,
+        /// Prompt tokens (llama-bench's pp).
+        #[arg(long, default_value_t = 512)]
+        prompt_tokens: usize,
+        /// Generated tokens (llama-bench's tg).
+        #[arg(long, default_value_t = 128)]
+        gen_tokens: usize,
+        /// Repetitions; the mean is printed.
+        #[arg(long, default_value_t = 3)]
+        repetitions: usize,
+    },
+}
+
+pub(crate) fn run(args: DevArgs, global: &GlobalOptions) -> Result<Outcome> {
+    match args.command {
+        DevCommand::TinyModel { output, seed, architecture } => {
+            let spec = TinyModelSpec { seed, architecture, ..TinyModelSpec::default() };
+            write_tiny_model(&output, &spec).with_context(|| format!("cannot write {}", output.display()))?;
+            if !global.quiet {
+                eprintln!("wrote {}", output.display());
+            }
+        }
+        DevCommand::BenchEngine { model, prompt_tokens, gen_tokens, repetitions } => {
+            bench_engine(&model, prompt_tokens, gen_tokens, repetitions)?;
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+/// Prints `pp<N> <tokens/s>` and `tg<M> <tokens/s>` lines (means over the repetitions,
+/// after one warm-up of each).
+fn bench_engine(options: &ModelOptions, n_prompt: usize, n_gen: usize, repetitions: usize) -> Result<()> {
+    let model = options.load_model()?;
+    let params = ContextParams {
+        n_ctx: (n_prompt + n_gen + 16) as u32,
+        ..options.context_params(1)
+    };
+    let mut ctx = Context::new(&model, &params)?;
+    let n_vocab = model.n_vocab() as i32;
+    let token = |i: usize| Token((i as i32 * 7919 + 13) % n_vocab);
+    let mut batch = Batch::new(params.n_batch as usize, 1);
+
+    let mut run_prompt = |ctx: &mut Context<'_>| -> Result<f64> {
+        ctx.clear_memory();
+        let started = Instant::now();
+        for start in (0..n_prompt).step_by(params.n_batch as usize) {
+            batch.clear();
+            let end = (start + params.n_batch as usize).min(n_prompt);
+            for i in start..end {
+                batch.add(token(i), i as i32, &[0], i + 1 == end)?;
+            }
+            ctx.decode(&batch)?;
+        }
+        Ok(n_prompt as f64 / started.elapsed().as_secs_f64())
+    };
+    let mut single = Batch::new(1, 1);
+    let mut run_gen = |ctx: &mut Context<'_>| -> Result<f64> {
+        ctx.clear_memory();
+        let started = Instant::now();
+        for i in 0..n_gen {
+            single.clear();
+            single.add(token(i), i as i32, &[0], true)?;
+            ctx.decode(&single)?;
+        }
+        Ok(n_gen as f64 / started.elapsed().as_secs_f64())
+    };
+    run_prompt(&mut ctx)?;
+    run_gen(&mut ctx)?;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let pp: Vec<f64> = (0..repetitions.max(1)).map(|_| run_prompt(&mut ctx)).collect::<Result<_>>()?;
+    let tg: Vec<f64> = (0..repetitions.max(1)).map(|_| run_gen(&mut ctx)).collect::<Result<_>>()?;
+    println!("pp{n_prompt} {:.1}", mean(&pp));
+    println!("tg{n_gen} {:.1}", mean(&tg));
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! `medllm generate`: chat-templated generation streamed to stdout.
+
+use std::io::{IsTerminal, Read, Write};
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+
+use super::options::{ModelOptions, SamplingOptions};
+use super::{GlobalOptions, Outcome};
+use crate::generate::generate;
+use crate::llama::{ChatMessage, Context, Sampler, apply_chat_template};
+
+#[derive(Debug, Args)]
+pub(crate) struct GenerateArgs {
+    #[command(flatten)]
+    model: ModelOptions,
+    /// The prompt; `-` reads it from stdin (also the default when stdin is a pipe).
+    #[arg(short, long, value_name = "TEXT|-")]
+    prompt: Option<String>,
+    /// System message placed before the prompt.
+    #[arg(long, value_name = "TEXT")]
+    system: Option<String>,
+    /// Send the prompt as is, without the model's chat template.
+    #[arg(long)]
+    raw: bool,
+    /// Most tokens to generate.
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 512)]
+    max_tokens: usize,
+    #[command(flatten)]
+    sampling: SamplingOptions,
+}
+
+pub(crate) fn run(args: GenerateArgs, global: &GlobalOptions) -> Result<Outcome> {
+    let prompt_text = read_prompt(args.prompt.as_deref())?;
+    let model = args.model.load_model()?;
+    let adapters = args.model.load_adapters(&model)?;
+
+    let prompt_text = if args.raw {
+        prompt_text
+    } else {
+        let template = model
+            .chat_template()
+            .context("the model has no chat template; pass --raw to send the prompt as is")?;
+        let mut messages = Vec::new();
+        if let Some(system) = &args.system {
+            messages.push(ChatMessage::new("system", system.as_str()));
+        }
+        messages.push(ChatMessage::new("user", prompt_text));
+        apply_chat_template(&template, &messages, true)?
+    };
+    // A raw prompt gets the model's BOS; a templated one already carries what it needs,
+    // and control tokens written in it are parsed as such.
+    let prompt = model.tokenize(&prompt_text, args.raw || model.adds_bos(), true)?;
+
+    let mut ctx = Context::new(&model, &args.model.context_params(1))?;
+    let pairs: Vec<_> = adapters.iter().map(|(a, s)| (a, *s)).collect();
+    if !pairs.is_empty() {
+        ctx.set_adapters(&pairs)?;
+    }
+    let mut sampler = Sampler::new(&model, &args.sampling.params());
+
+    let mut out = std::io::stdout().lock();
+    let mut ended_with_newline = true;
+    let stats = generate(&mut ctx, &mut sampler, &prompt, args.max_tokens, &mut |text: &str| {
+        out.write_all(text.as_bytes())?;
+        out.flush()?;
+        ended_with_newline = text.ends_with('\n');
+        Ok::<_, std::io::Error>(true)
+    })?;
+    if !ended_with_newline {
+        writeln!(out)?;
+    }
+    out.flush()?;
+    if global.verbose {
+        eprintln!(
+            "prompt processing: {} tokens in {:.0} ms, {:.1} tokens/s",
+            stats.prompt_tokens,
+            stats.prompt_time.as_secs_f64() * 1000.0,
+            stats.prompt_tokens_per_second()
+        );
+        eprintln!(
+            "generation: {} tokens in {:.0} ms, {:.1} tokens/s (stopped: {:?})",
+            stats.generated_tokens,
+            stats.generation_time.as_secs_f64() * 1000.0,
+            stats.generation_tokens_per_second(),
+            stats.stop
+        );
+    }
+    Ok(Outcome::Success)
+}
+
+/// `-p TEXT`, `-p -` (stdin), or stdin when it is not a terminal.
+fn read_prompt(prompt: Option<&str>) -> Result<String> {
+    let from_stdin = match prompt {
+        Some("-") => true,
+        Some(text) => return Ok(text.to_string()),
+        None => !std::io::stdin().is_terminal(),
+    };
+    if !from_stdin {
+        bail!("no prompt: pass -p TEXT, or -p - to read it from stdin");
+    }
+    let mut bytes = Vec::new();
+    std::io::stdin().read_to_end(&mut bytes).context("cannot read the prompt from stdin")?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        tracing::warn!("stdin is not valid UTF-8; invalid bytes replaced");
+        String::from_utf8_lossy(e.as_bytes()).into_owned()
+    });
+    let text = text.unwrap_or_else(|lossy| lossy);
+    if text.trim().is_empty() {
+        bail!("the prompt read from stdin is empty");
+    }
+    Ok(text)
+}

@@ -1,0 +1,99 @@
+//! The command line: clap arguments become plain settings, handed to the library.
+//! Exit codes: 0 ok, 1 some input failed (the rest was processed), 2 usage or internal error.
+
+mod dev;
+mod generate;
+mod info;
+mod options;
+
+use std::io;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// What a finished command reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything succeeded.
+    Success,
+    /// Some inputs failed and were reported; the rest were processed.
+    SomeInputsFailed,
+}
+
+/// medllm: language models on medical text, offline, on llama.cpp.
+#[derive(Debug, Parser)]
+#[command(name = "medllm", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Print progress details, timings and llama.cpp warnings to stderr.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Print nothing but results and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show what a GGUF model file holds: architecture, size, context, vocabulary, types.
+    Info(info::InfoArgs),
+    /// Generate text from a prompt, streamed to stdout.
+    Generate(generate::GenerateArgs),
+    /// Developer tools (tiny test models).
+    #[command(hide = true)]
+    Dev(dev::DevArgs),
+}
+
+/// Runs the parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    init_logging(cli.verbose, cli.quiet);
+    let global = GlobalOptions { verbose: cli.verbose, quiet: cli.quiet };
+    let result = match cli.command {
+        Command::Info(args) => info::run(args, &global),
+        Command::Generate(args) => generate::run(args, &global),
+        Command::Dev(args) => dev::run(args, &global),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::SomeInputsFailed) => ExitCode::from(1),
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Flags every subcommand sees.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GlobalOptions {
+    pub verbose: bool,
+    pub quiet: bool,
+}
+
+/// A reader that went away (`medllm ... | head`) is not an error.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|e| e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe))
+}
+
+/// Logs go to stderr. `MEDLLM_LOG` (tracing filter syntax) overrides the defaults; llama.cpp's
+/// own messages appear under the target `llama.cpp`.
+fn init_logging(verbose: bool, quiet: bool) {
+    let default = if quiet {
+        "error,llama.cpp=off"
+    } else if verbose {
+        "info,llama.cpp=warn"
+    } else {
+        "warn,llama.cpp=error"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MEDLLM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_target(true)
+        .without_time()
+        .try_init();
+}

@@ -1,0 +1,10 @@
+//! medllm: run language models on medical text entirely offline, on llama.cpp.
+//!
+//! Capabilities live one per module; the CLI in [`cli`] only turns arguments into calls.
+//! `unsafe` code is confined to [`llama`] (and the `llama-sys` crate).
+
+pub mod atomic_file;
+pub mod cli;
+pub mod generate;
+pub mod gguf;
+pub mod llama;

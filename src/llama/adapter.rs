@@ -1,0 +1,60 @@
+//! A LoRA adapter loaded for a model. It borrows the model: an adapter cannot outlive
+//! the weights it modifies.
+
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+
+use super::model::path_to_cstring;
+use super::{LlamaError, Model};
+use crate::gguf::GgufFile;
+
+/// A LoRA adapter (GGUF, `general.type = adapter`) for one model.
+#[derive(Debug)]
+pub struct LoraAdapter<'m> {
+    ptr: NonNull<llama_sys::llama_adapter_lora>,
+    path: PathBuf,
+    _model: PhantomData<&'m Model>,
+}
+
+impl<'m> LoraAdapter<'m> {
+    /// Loads the adapter at `path` for `model`, after checking in Rust that it is a LoRA
+    /// adapter of the model's architecture.
+    pub fn load(model: &'m Model, path: &Path) -> Result<LoraAdapter<'m>, LlamaError> {
+        let mismatch = |reason: String| LlamaError::AdapterMismatch { path: path.to_path_buf(), reason };
+        let header = GgufFile::open(path)?;
+        if header.get_str("general.type") != Some("adapter") || header.get_str("adapter.type") != Some("lora") {
+            return Err(mismatch("it is not a LoRA adapter (general.type/adapter.type)".into()));
+        }
+        let arch = header.architecture().unwrap_or("unknown");
+        if arch != model.architecture() {
+            return Err(mismatch(format!(
+                "adapter is for architecture {arch}, the model is {}",
+                model.architecture()
+            )));
+        }
+        let c_path = path_to_cstring(path)?;
+        // SAFETY: the model pointer is valid for 'm; `c_path` is NUL-terminated; null
+        // (llama.cpp found shapes or names it cannot use) is handled below.
+        let ptr = unsafe { llama_sys::llama_adapter_lora_init(model.as_ptr(), c_path.as_ptr()) };
+        let ptr = NonNull::new(ptr).ok_or_else(|| LlamaError::AdapterLoad { path: path.to_path_buf() })?;
+        Ok(LoraAdapter { ptr, path: path.to_path_buf(), _model: PhantomData })
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut llama_sys::llama_adapter_lora {
+        self.ptr.as_ptr()
+    }
+
+    /// The file it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for LoraAdapter<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from llama_adapter_lora_init and is freed exactly once, before
+        // its model (the borrow guarantees the model is still alive).
+        unsafe { llama_sys::llama_adapter_lora_free(self.ptr.as_ptr()) }
+    }
+}

@@ -1,0 +1,60 @@
+//! The llama.cpp backend: initialised once per process, its log routed to `tracing`.
+
+use std::cell::Cell;
+use std::ffi::{CStr, c_char, c_void};
+use std::sync::Once;
+
+static INIT: Once = Once::new();
+
+/// Initialises llama.cpp's backend once; every model load calls this first.
+pub fn init_backend() {
+    INIT.call_once(|| {
+        // SAFETY: `route_log` is a plain `extern "C"` function that lives for the whole
+        // program and never unwinds; the user-data pointer is unused and may be null.
+        unsafe { llama_sys::llama_log_set(Some(route_log), std::ptr::null_mut()) };
+        // SAFETY: called exactly once, before any other llama.cpp call, guarded by `Once`.
+        unsafe { llama_sys::llama_backend_init() };
+    });
+}
+
+/// llama.cpp's description of the CPU features it was built with and found.
+pub fn system_info() -> String {
+    init_backend();
+    // SAFETY: returns a pointer to a static NUL-terminated buffer owned by llama.cpp.
+    let info = unsafe { CStr::from_ptr(llama_sys::llama_print_system_info()) };
+    info.to_string_lossy().trim().to_string()
+}
+
+thread_local! {
+    /// Level of the last message, for llama.cpp's continuation chunks.
+    static LAST_LEVEL: Cell<llama_sys::ggml_log_level> = const { Cell::new(llama_sys::GGML_LOG_LEVEL_INFO) };
+}
+
+/// Forwards llama.cpp and ggml log lines to `tracing` under the target `llama.cpp`. They
+/// name files and tensors, never prompt text. Quiet unless the subscriber asks for them.
+extern "C" fn route_log(level: llama_sys::ggml_log_level, text: *const c_char, _user: *mut c_void) {
+    if text.is_null() {
+        return;
+    }
+    // A panic must not unwind into C; drop the log line instead.
+    let _ = std::panic::catch_unwind(|| {
+        // SAFETY: llama.cpp passes a valid NUL-terminated string for the call's duration.
+        let message = unsafe { CStr::from_ptr(text) }.to_string_lossy();
+        let message = message.trim_end();
+        let level = if level == llama_sys::GGML_LOG_LEVEL_CONT {
+            LAST_LEVEL.with(Cell::get)
+        } else {
+            LAST_LEVEL.with(|l| l.set(level));
+            level
+        };
+        if message.is_empty() {
+            return;
+        }
+        match level {
+            llama_sys::GGML_LOG_LEVEL_ERROR => tracing::error!(target: "llama.cpp", "{message}"),
+            llama_sys::GGML_LOG_LEVEL_WARN => tracing::warn!(target: "llama.cpp", "{message}"),
+            llama_sys::GGML_LOG_LEVEL_INFO => tracing::info!(target: "llama.cpp", "{message}"),
+            _ => tracing::debug!(target: "llama.cpp", "{message}"),
+        }
+    });
+}

@@ -1,0 +1,99 @@
+//! A batch of tokens to decode, each with its position, sequences and whether its logits
+//! are wanted.
+
+use super::{LlamaError, Token};
+
+/// An owned llama.cpp batch.
+#[derive(Debug)]
+pub struct Batch {
+    raw: llama_sys::llama_batch,
+    capacity: usize,
+    n_seq_max: usize,
+}
+
+// SAFETY: the batch owns its heap arrays outright; nothing else points into them.
+unsafe impl Send for Batch {}
+
+impl Batch {
+    /// A batch with room for `capacity` tokens, each in up to `n_seq_max` sequences.
+    pub fn new(capacity: usize, n_seq_max: usize) -> Batch {
+        let capacity = capacity.max(1);
+        let n_seq_max = n_seq_max.max(1);
+        // SAFETY: allocates arrays for `capacity` tokens; freed exactly once in Drop.
+        let mut raw = unsafe { llama_sys::llama_batch_init(capacity as i32, 0, n_seq_max as i32) };
+        raw.n_tokens = 0;
+        Batch { raw, capacity, n_seq_max }
+    }
+
+    /// Tokens in the batch.
+    pub fn len(&self) -> usize {
+        self.raw.n_tokens as usize
+    }
+
+    /// Whether the batch holds no tokens.
+    pub fn is_empty(&self) -> bool {
+        self.raw.n_tokens == 0
+    }
+
+    /// Room for more tokens.
+    pub fn remaining(&self) -> usize {
+        self.capacity - self.len()
+    }
+
+    /// Empties the batch (the memory is kept).
+    pub fn clear(&mut self) {
+        self.raw.n_tokens = 0;
+    }
+
+    /// Adds `token` at position `pos` of `sequences`; `logits` asks for its output row.
+    /// Returns the token's index in the batch, which `Context::logits` takes.
+    pub fn add(&mut self, token: Token, pos: i32, sequences: &[i32], logits: bool) -> Result<usize, LlamaError> {
+        let i = self.len();
+        if i >= self.capacity {
+            return Err(LlamaError::BatchFull { capacity: self.capacity });
+        }
+        assert!(
+            !sequences.is_empty() && sequences.len() <= self.n_seq_max,
+            "a token belongs to 1..={} sequences",
+            self.n_seq_max
+        );
+        // SAFETY: `i < capacity`, and llama_batch_init allocated `capacity` entries in
+        // each array and `n_seq_max` ids behind each `seq_id[i]`, checked just above.
+        unsafe {
+            *self.raw.token.add(i) = token.0;
+            *self.raw.pos.add(i) = pos;
+            *self.raw.n_seq_id.add(i) = sequences.len() as i32;
+            let ids = *self.raw.seq_id.add(i);
+            for (k, seq) in sequences.iter().enumerate() {
+                *ids.add(k) = *seq;
+            }
+            *self.raw.logits.add(i) = i8::from(logits);
+        }
+        self.raw.n_tokens += 1;
+        Ok(i)
+    }
+
+    /// Adds a run of tokens of one sequence from position `start`; only the last asks for
+    /// logits when `logits_last` is set.
+    pub fn add_sequence(&mut self, tokens: &[Token], start: i32, seq: i32, logits_last: bool) -> Result<(), LlamaError> {
+        if tokens.len() > self.remaining() {
+            return Err(LlamaError::BatchFull { capacity: self.capacity });
+        }
+        for (k, token) in tokens.iter().enumerate() {
+            let last = k + 1 == tokens.len();
+            self.add(*token, start + k as i32, &[seq], logits_last && last)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn raw(&self) -> llama_sys::llama_batch {
+        self.raw
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from llama_batch_init and is freed exactly once.
+        unsafe { llama_sys::llama_batch_free(self.raw) }
+    }
+}

@@ -1,0 +1,98 @@
+//! The safe wrapper over medllm's own patched llama.cpp: backend, model, context, batch,
+//! sampler, LoRA adapter, chat templates, tokens. The only `unsafe` code outside llama-sys.
+#![allow(unsafe_code)]
+
+mod adapter;
+mod backend;
+mod batch;
+mod chat;
+mod context;
+mod model;
+mod sampler;
+mod token;
+
+use std::path::PathBuf;
+
+pub use adapter::LoraAdapter;
+pub use backend::{init_backend, system_info};
+pub use batch::Batch;
+pub use chat::{ChatMessage, apply_chat_template};
+pub use context::{Context, ContextParams, PerfCounters};
+pub use model::{Model, ModelParams};
+pub use sampler::{Sampler, SamplingParams};
+pub use token::{Token, Utf8Stream};
+
+/// What went wrong in llama.cpp or at its boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum LlamaError {
+    /// The model file does not exist or cannot be read.
+    #[error("model file {path} cannot be read: {reason}")]
+    ModelUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The GGUF header is broken; found before llama.cpp sees the file.
+    #[error(transparent)]
+    Gguf(#[from] crate::gguf::GgufError),
+    /// llama.cpp refused to load the model.
+    #[error("llama.cpp could not load the model {path} (unsupported architecture or damaged tensors; run with --verbose for llama.cpp's reason)")]
+    ModelLoad {
+        /// The file.
+        path: PathBuf,
+    },
+    /// llama.cpp could not create a context (usually too little memory for `--ctx`).
+    #[error("llama.cpp could not create a context of {n_ctx} tokens")]
+    ContextCreate {
+        /// Requested context size.
+        n_ctx: u32,
+    },
+    /// The adapter is not a LoRA adapter for this model.
+    #[error("adapter {path} does not fit the model: {reason}")]
+    AdapterMismatch {
+        /// The adapter file.
+        path: PathBuf,
+        /// What differs.
+        reason: String,
+    },
+    /// llama.cpp refused the adapter.
+    #[error("llama.cpp could not load the adapter {path}")]
+    AdapterLoad {
+        /// The adapter file.
+        path: PathBuf,
+    },
+    /// Attaching adapters to a context failed.
+    #[error("llama.cpp could not attach the LoRA adapters to the context")]
+    AdapterAttach,
+    /// The text could not be tokenised.
+    #[error("tokenization failed: {0}")]
+    Tokenize(String),
+    /// No free room in the KV cache for the batch.
+    #[error("the context is full: no room for {n_tokens} more tokens (raise --ctx)")]
+    ContextFull {
+        /// Tokens in the batch.
+        n_tokens: usize,
+    },
+    /// `llama_decode` failed.
+    #[error("decoding failed with llama.cpp status {status}")]
+    Decode {
+        /// llama.cpp's return code.
+        status: i32,
+    },
+    /// A batch has no room for another token.
+    #[error("batch is full ({capacity} tokens)")]
+    BatchFull {
+        /// Its capacity.
+        capacity: usize,
+    },
+    /// The model has no chat template, or llama.cpp does not know it.
+    #[error("chat template not supported by llama.cpp: {0}")]
+    ChatTemplate(String),
+    /// A GBNF grammar did not parse.
+    #[error("the GBNF grammar did not parse (llama.cpp rejected it; run with --verbose for where)")]
+    Grammar,
+    /// A string for C contained a NUL byte.
+    #[error("text contains a NUL byte")]
+    NulByte,
+}

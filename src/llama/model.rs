@@ -1,0 +1,270 @@
+//! A loaded model: weights (memory-mapped), vocabulary, metadata, chat template.
+
+use std::ffi::{CStr, CString, c_char};
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+
+use super::backend::init_backend;
+use super::{LlamaError, Token};
+use crate::gguf::GgufFile;
+
+/// How to load a model.
+#[derive(Debug, Clone)]
+pub struct ModelParams {
+    /// Memory-map the file instead of reading it (default: yes).
+    pub use_mmap: bool,
+    /// Load only the vocabulary, no weights (for tokenising).
+    pub vocab_only: bool,
+}
+
+impl Default for ModelParams {
+    fn default() -> Self {
+        ModelParams { use_mmap: true, vocab_only: false }
+    }
+}
+
+/// A model loaded by llama.cpp. Immutable once loaded; contexts and adapters borrow it.
+#[derive(Debug)]
+pub struct Model {
+    ptr: NonNull<llama_sys::llama_model>,
+    vocab: NonNull<llama_sys::llama_vocab>,
+    path: PathBuf,
+    architecture: String,
+}
+
+// SAFETY: a llama_model is not mutated after loading; llama.cpp's own server shares one
+// model between threads, each with its own context. Freeing happens only in Drop.
+unsafe impl Send for Model {}
+// SAFETY: as above; every method takes `&self` and only reads the model.
+unsafe impl Sync for Model {}
+
+impl Model {
+    /// Loads the GGUF model at `path`. The header is checked in Rust first, so a truncated
+    /// or corrupt file is an error here rather than an abort inside llama.cpp.
+    pub fn load(path: &Path, params: &ModelParams) -> Result<Model, LlamaError> {
+        if let Err(e) = std::fs::File::open(path) {
+            return Err(LlamaError::ModelUnreadable { path: path.to_path_buf(), reason: e.to_string() });
+        }
+        let header = GgufFile::open(path)?;
+        let architecture = header.architecture().unwrap_or("unknown").to_string();
+        init_backend();
+        let c_path = path_to_cstring(path)?;
+        // SAFETY: returns a struct of plain values by copy.
+        let mut raw = unsafe { llama_sys::llama_model_default_params() };
+        raw.load_mode = if params.use_mmap { llama_sys::LLAMA_LOAD_MODE_MMAP } else { llama_sys::LLAMA_LOAD_MODE_NONE };
+        raw.vocab_only = params.vocab_only;
+        raw.n_gpu_layers = 0;
+        // SAFETY: `c_path` is a valid NUL-terminated path for the call; `raw` is a valid
+        // parameter struct; a null return (failure) is handled below.
+        let ptr = unsafe { llama_sys::llama_model_load_from_file(c_path.as_ptr(), raw) };
+        let ptr = NonNull::new(ptr).ok_or_else(|| LlamaError::ModelLoad { path: path.to_path_buf() })?;
+        // SAFETY: `ptr` is a live model; the vocab it returns lives as long as the model.
+        let vocab = unsafe { llama_sys::llama_model_get_vocab(ptr.as_ptr()) };
+        let Some(vocab) = NonNull::new(vocab.cast_mut()) else {
+            // SAFETY: `ptr` came from llama_model_load_from_file and is freed once, here.
+            unsafe { llama_sys::llama_model_free(ptr.as_ptr()) };
+            return Err(LlamaError::ModelLoad { path: path.to_path_buf() });
+        };
+        Ok(Model { ptr, vocab, path: path.to_path_buf(), architecture })
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut llama_sys::llama_model {
+        self.ptr.as_ptr()
+    }
+
+    pub(crate) fn vocab_ptr(&self) -> *const llama_sys::llama_vocab {
+        self.vocab.as_ptr()
+    }
+
+    /// The file the model was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `general.architecture`, such as `llama`.
+    pub fn architecture(&self) -> &str {
+        &self.architecture
+    }
+
+    /// Tokens in the vocabulary.
+    pub fn n_vocab(&self) -> usize {
+        // SAFETY: the vocab pointer is valid while `self` lives.
+        let n = unsafe { llama_sys::llama_vocab_n_tokens(self.vocab.as_ptr()) };
+        usize::try_from(n).unwrap_or(0)
+    }
+
+    /// Context length the model was trained with.
+    pub fn n_ctx_train(&self) -> u32 {
+        // SAFETY: the model pointer is valid while `self` lives.
+        let n = unsafe { llama_sys::llama_model_n_ctx_train(self.ptr.as_ptr()) };
+        u32::try_from(n).unwrap_or(0)
+    }
+
+    /// Hidden size.
+    pub fn n_embd(&self) -> usize {
+        // SAFETY: the model pointer is valid while `self` lives.
+        let n = unsafe { llama_sys::llama_model_n_embd(self.ptr.as_ptr()) };
+        usize::try_from(n).unwrap_or(0)
+    }
+
+    /// Number of parameters.
+    pub fn n_params(&self) -> u64 {
+        // SAFETY: the model pointer is valid while `self` lives.
+        unsafe { llama_sys::llama_model_n_params(self.ptr.as_ptr()) }
+    }
+
+    /// Bytes of all tensors.
+    pub fn size_bytes(&self) -> u64 {
+        // SAFETY: the model pointer is valid while `self` lives.
+        unsafe { llama_sys::llama_model_size(self.ptr.as_ptr()) }
+    }
+
+    /// llama.cpp's one-line description, such as `llama 135M Q4_1`.
+    pub fn description(&self) -> String {
+        read_c_string(|buf, len| {
+            // SAFETY: `buf` has room for `len` bytes; llama.cpp writes at most that.
+            unsafe { llama_sys::llama_model_desc(self.ptr.as_ptr(), buf, len) }
+        })
+        .unwrap_or_default()
+    }
+
+    /// A metadata value rendered as a string by llama.cpp.
+    pub fn meta(&self, key: &str) -> Option<String> {
+        let key = CString::new(key).ok()?;
+        read_c_string(|buf, len| {
+            // SAFETY: `key` is NUL-terminated; `buf` has room for `len` bytes.
+            unsafe { llama_sys::llama_model_meta_val_str(self.ptr.as_ptr(), key.as_ptr(), buf, len) }
+        })
+    }
+
+    /// The model's default chat template, if it has one.
+    pub fn chat_template(&self) -> Option<String> {
+        // SAFETY: a null name asks for the default template; the returned pointer, when
+        // not null, is a NUL-terminated string owned by the model.
+        let ptr = unsafe { llama_sys::llama_model_chat_template(self.ptr.as_ptr(), std::ptr::null()) };
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: checked non-null above; valid while the model lives, copied at once.
+        Some(unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned())
+    }
+
+    /// Beginning-of-sequence token, if the vocabulary has one.
+    pub fn bos(&self) -> Option<Token> {
+        // SAFETY: the vocab pointer is valid while `self` lives.
+        let t = unsafe { llama_sys::llama_vocab_bos(self.vocab.as_ptr()) };
+        (t >= 0).then_some(Token(t))
+    }
+
+    /// End-of-sequence token, if the vocabulary has one.
+    pub fn eos(&self) -> Option<Token> {
+        // SAFETY: the vocab pointer is valid while `self` lives.
+        let t = unsafe { llama_sys::llama_vocab_eos(self.vocab.as_ptr()) };
+        (t >= 0).then_some(Token(t))
+    }
+
+    /// Whether generation should stop at this token (end of sequence or of turn).
+    pub fn is_end_of_generation(&self, token: Token) -> bool {
+        // SAFETY: the vocab pointer is valid; llama.cpp checks the id's range.
+        unsafe { llama_sys::llama_vocab_is_eog(self.vocab.as_ptr(), token.0) }
+    }
+
+    /// Whether the tokenizer adds a BOS token when asked for special tokens.
+    pub fn adds_bos(&self) -> bool {
+        // SAFETY: the vocab pointer is valid while `self` lives.
+        unsafe { llama_sys::llama_vocab_get_add_bos(self.vocab.as_ptr()) }
+    }
+
+    /// Tokenises `text`. `add_special` adds BOS/EOS as the model asks; `parse_special`
+    /// turns control-token text such as `<|im_start|>` into those tokens.
+    pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<Token>, LlamaError> {
+        let len = i32::try_from(text.len()).map_err(|_| LlamaError::Tokenize("text longer than 2 GiB".into()))?;
+        let mut tokens: Vec<i32> = vec![0; text.len() / 2 + 8];
+        for _ in 0..2 {
+            let capacity = i32::try_from(tokens.len()).unwrap_or(i32::MAX);
+            // SAFETY: `text` is valid for `len` bytes (no NUL needed, the length is given);
+            // `tokens` has room for `capacity` ids.
+            let n = unsafe {
+                llama_sys::llama_tokenize(
+                    self.vocab.as_ptr(),
+                    text.as_ptr().cast::<c_char>(),
+                    len,
+                    tokens.as_mut_ptr(),
+                    capacity,
+                    add_special,
+                    parse_special,
+                )
+            };
+            if n == i32::MIN {
+                return Err(LlamaError::Tokenize("too many tokens".into()));
+            }
+            if n >= 0 {
+                tokens.truncate(n as usize);
+                return Ok(tokens.into_iter().map(Token).collect());
+            }
+            // A negative count is the room needed; grow once and retry.
+            tokens.resize(n.unsigned_abs() as usize, 0);
+        }
+        Err(LlamaError::Tokenize("token count changed between calls".into()))
+    }
+
+    /// The bytes a token stands for. `special` renders control tokens as their text.
+    pub fn token_piece(&self, token: Token, special: bool) -> Vec<u8> {
+        let mut buf = vec![0u8; 64];
+        for _ in 0..2 {
+            // SAFETY: `buf` has room for `buf.len()` bytes; llama.cpp writes no more and
+            // returns the needed size, negated, when the room is too small.
+            let n = unsafe {
+                llama_sys::llama_token_to_piece(
+                    self.vocab.as_ptr(),
+                    token.0,
+                    buf.as_mut_ptr().cast::<c_char>(),
+                    buf.len() as i32,
+                    0,
+                    special,
+                )
+            };
+            if n >= 0 {
+                buf.truncate(n as usize);
+                return buf;
+            }
+            buf.resize(n.unsigned_abs() as usize, 0);
+        }
+        Vec::new()
+    }
+
+    /// Text of a token sequence (lossy where tokens split a character).
+    pub fn detokenize(&self, tokens: &[Token], special: bool) -> String {
+        let bytes: Vec<u8> = tokens.iter().flat_map(|t| self.token_piece(*t, special)).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from llama_model_load_from_file and is freed exactly once;
+        // contexts and adapters borrow the model, so none outlives it.
+        unsafe { llama_sys::llama_model_free(self.ptr.as_ptr()) };
+    }
+}
+
+/// Calls a llama.cpp "write a string into this buffer" function, growing the buffer when
+/// the returned length says it was too small. `None` when the function reports failure.
+pub(crate) fn read_c_string(mut call: impl FnMut(*mut c_char, usize) -> i32) -> Option<String> {
+    let mut buf = vec![0u8; 256];
+    for _ in 0..2 {
+        let n = call(buf.as_mut_ptr().cast::<c_char>(), buf.len());
+        let n = usize::try_from(n).ok()?;
+        if n < buf.len() {
+            buf.truncate(n);
+            return Some(String::from_utf8_lossy(&buf).into_owned());
+        }
+        buf.resize(n + 1, 0);
+    }
+    None
+}
+
+pub(crate) fn path_to_cstring(path: &Path) -> Result<CString, LlamaError> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| LlamaError::NulByte)
+}
