@@ -50,13 +50,47 @@ fn run() -> Result<(), String> {
     source::check_tree(&pristine)?;
 
     let patch_files = patches::list_patches(&patches_dir).map_err(|e| e.to_string())?;
-    let tree = out_dir.join("llama.cpp");
-    materialise(&pristine, &tree, &lock, &patch_files)?;
+    let portable = env::var("MEDLLM_PORTABLE").is_ok_and(|v| v == "1" || v == "true");
+    let stamp = source_stamp(&pristine, &lock, &patch_files, portable)?;
+    // One llama.cpp build per source, patches and flags, shared by every cargo profile
+    // (build, test, bench) instead of one per OUT_DIR: it is the slow part of the build.
+    let cache = shared_build_root(&out_dir).join(&stamp[..16]);
+    let tree = cache.join("llama.cpp");
+    materialise(&pristine, &tree, &stamp, &patch_files)?;
 
-    let build_dir = build_llama(&tree)?;
+    let build_dir = build_llama(&tree, &cache.join("cmake"), portable)?;
     link(&build_dir);
     generate_bindings(&tree, &out_dir)?;
     Ok(())
+}
+
+/// `target/<profile>/build/llama-sys-<hash>/out` → `target/medllm-llama`.
+fn shared_build_root(out_dir: &Path) -> PathBuf {
+    match out_dir.ancestors().nth(4) {
+        Some(target) => target.join("medllm-llama"),
+        None => out_dir.join("medllm-llama"),
+    }
+}
+
+/// A digest of everything the built library depends on.
+fn source_stamp(
+    pristine: &Path,
+    lock: &source::SourceLock,
+    patch_files: &[PathBuf],
+    portable: bool,
+) -> Result<String, String> {
+    let mut stamp = Sha256::new();
+    stamp.update(format!(
+        "{}|{}|{}|{}|portable={portable}\n",
+        lock.package,
+        lock.version,
+        lock.sha256,
+        pristine.display()
+    ));
+    for patch in patch_files {
+        stamp.update(std::fs::read(patch).map_err(|e| format!("{}: {e}", patch.display()))?);
+    }
+    Ok(source::hex(&stamp.finalize()))
 }
 
 fn env_var(name: &str) -> Result<String, String> {
@@ -65,40 +99,24 @@ fn env_var(name: &str) -> Result<String, String> {
 
 /// Copies the pristine tree into OUT_DIR and patches it, unless the copy there already
 /// matches this source and these patches (a stamp file records which).
-fn materialise(
-    pristine: &Path,
-    tree: &Path,
-    lock: &source::SourceLock,
-    patch_files: &[PathBuf],
-) -> Result<(), String> {
-    let mut stamp = Sha256::new();
-    stamp.update(format!("{}|{}|{}|{}\n", lock.package, lock.version, lock.sha256, pristine.display()));
-    for patch in patch_files {
-        stamp.update(std::fs::read(patch).map_err(|e| format!("{}: {e}", patch.display()))?);
-    }
-    let stamp = source::hex(&stamp.finalize());
+fn materialise(pristine: &Path, tree: &Path, stamp: &str, patch_files: &[PathBuf]) -> Result<(), String> {
     let stamp_file = tree.with_extension("stamp");
-    if std::fs::read_to_string(&stamp_file).ok().as_deref() == Some(stamp.as_str()) && tree.is_dir() {
+    if std::fs::read_to_string(&stamp_file).ok().as_deref() == Some(stamp) && tree.is_dir() {
         return Ok(());
     }
     if tree.exists() {
         std::fs::remove_dir_all(tree).map_err(|e| format!("{}: {e}", tree.display()))?;
     }
     source::copy_tree(pristine, tree)?;
-    let outcomes = patches::apply_patches(tree, patch_files).map_err(|e| e.to_string())?;
-    for (name, outcome) in outcomes {
-        if outcome == patches::PatchOutcome::AlreadyApplied {
-            println!("cargo:warning=llama.cpp tree already carries {name}; not applied again");
-        }
-    }
+    patches::apply_patches(tree, patch_files).map_err(|e| e.to_string())?;
     std::fs::write(&stamp_file, stamp).map_err(|e| e.to_string())
 }
 
 /// libllama + ggml (CPU backend) only, static, always optimised.
-fn build_llama(tree: &Path) -> Result<PathBuf, String> {
-    let portable = env::var("MEDLLM_PORTABLE").is_ok_and(|v| v == "1" || v == "true");
+fn build_llama(tree: &Path, build_root: &Path, portable: bool) -> Result<PathBuf, String> {
     let mut config = cmake::Config::new(tree);
     config
+        .out_dir(build_root)
         .profile("Release")
         .define("BUILD_SHARED_LIBS", "OFF")
         .define("LLAMA_BUILD_COMMON", "OFF")
@@ -149,7 +167,5 @@ fn generate_bindings(tree: &Path, out_dir: &Path) -> Result<(), String> {
         .rust_edition(bindgen::RustEdition::Edition2024)
         .generate()
         .map_err(|e| format!("bindgen failed: {e}"))?;
-    bindings
-        .write_to_file(out_dir.join("bindings.rs"))
-        .map_err(|e| format!("cannot write bindings: {e}"))
+    bindings.write_to_file(out_dir.join("bindings.rs")).map_err(|e| format!("cannot write bindings: {e}"))
 }

@@ -30,20 +30,12 @@ impl fmt::Display for PatchError {
             PatchError::DoesNotApply { patch, detail } => write!(
                 f,
                 "patch {patch} does not apply to the llama.cpp tree (was the pinned version in \
-                 vendor/llama.cpp.lock changed without refreshing the patch?):\n{detail}"
+                 vendor/llama.cpp.lock changed without refreshing the patch, or does \
+                 MEDLLM_LLAMA_SRC point at a tree that is already patched?):\n{detail}"
             ),
             PatchError::Tool { reason } => write!(f, "cannot run git to apply patches: {reason}"),
         }
     }
-}
-
-/// What happened to one patch.
-#[derive(Debug, PartialEq, Eq)]
-pub enum PatchOutcome {
-    /// The patch was applied now.
-    Applied,
-    /// The tree already carried the patch (e.g. a `MEDLLM_LLAMA_SRC` tree patched before).
-    AlreadyApplied,
 }
 
 /// The patch files in `dir`, in the order they must be applied (by their `NNNN` prefix).
@@ -52,16 +44,11 @@ pub fn list_patches(dir: &Path) -> Result<Vec<PathBuf>, PatchError> {
     if !dir.exists() {
         return Ok(Vec::new());
     }
-    let entries = std::fs::read_dir(dir).map_err(|e| PatchError::List {
-        dir: dir.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| PatchError::List { dir: dir.to_path_buf(), reason: e.to_string() })?;
     let mut patches = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| PatchError::List {
-            dir: dir.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let entry = entry.map_err(|e| PatchError::List { dir: dir.to_path_buf(), reason: e.to_string() })?;
         let path = entry.path();
         if path.extension().and_then(|e| e.to_str()) != Some("patch") {
             continue;
@@ -78,19 +65,13 @@ pub fn list_patches(dir: &Path) -> Result<Vec<PathBuf>, PatchError> {
 fn check_patch_file(path: &Path) -> Result<(), PatchError> {
     let name = display_name(path);
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-    let numbered = stem.len() > 5
-        && stem.as_bytes()[..4].iter().all(u8::is_ascii_digit)
-        && stem.as_bytes()[4] == b'-';
+    let numbered =
+        stem.len() > 5 && stem.as_bytes()[..4].iter().all(u8::is_ascii_digit) && stem.as_bytes()[4] == b'-';
     if !numbered {
-        return Err(PatchError::Malformed {
-            patch: name,
-            reason: "name must be NNNN-name.patch".into(),
-        });
+        return Err(PatchError::Malformed { patch: name, reason: "name must be NNNN-name.patch".into() });
     }
-    let text = std::fs::read_to_string(path).map_err(|e| PatchError::Malformed {
-        patch: name.clone(),
-        reason: e.to_string(),
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| PatchError::Malformed { patch: name.clone(), reason: e.to_string() })?;
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     if first.starts_with("diff ") || first.starts_with("--- ") || first.is_empty() {
         return Err(PatchError::Malformed {
@@ -101,39 +82,25 @@ fn check_patch_file(path: &Path) -> Result<(), PatchError> {
     Ok(())
 }
 
-/// Applies `patches` to `tree` in order. Stops at, and names, the first one that does not
-/// apply. A patch the tree already carries is reported as such, not applied twice.
-pub fn apply_patches(
-    tree: &Path,
-    patches: &[PathBuf],
-) -> Result<Vec<(String, PatchOutcome)>, PatchError> {
-    let mut outcomes = Vec::with_capacity(patches.len());
+/// Applies `patches` to `tree` in order and returns their names. Stops at, and names, the
+/// first one that does not apply; a patch that fails its check changes nothing.
+pub fn apply_patches(tree: &Path, patches: &[PathBuf]) -> Result<Vec<String>, PatchError> {
+    let mut applied = Vec::with_capacity(patches.len());
     for patch in patches {
         let name = display_name(patch);
-        if git_apply(tree, patch, &["--check"])?.is_ok() {
-            git_apply(tree, patch, &[])?
-                .map_err(|detail| PatchError::DoesNotApply { patch: name.clone(), detail })?;
-            outcomes.push((name, PatchOutcome::Applied));
-        } else if git_apply(tree, patch, &["--check", "--reverse"])?.is_ok() {
-            outcomes.push((name, PatchOutcome::AlreadyApplied));
-        } else {
-            let detail = git_apply(tree, patch, &["--check"])?.err().unwrap_or_default();
-            return Err(PatchError::DoesNotApply { patch: name, detail });
-        }
+        let does_not_apply = |detail| PatchError::DoesNotApply { patch: name.clone(), detail };
+        git_apply(tree, patch, &["--check"])?.map_err(does_not_apply)?;
+        git_apply(tree, patch, &[])?.map_err(does_not_apply)?;
+        applied.push(name);
     }
-    Ok(outcomes)
+    Ok(applied)
 }
 
 /// Runs `git apply` in `tree` as a plain patch tool. The outer `Result` is whether git ran,
 /// the inner one whether the patch applied (with git's message when not).
-fn git_apply(
-    tree: &Path,
-    patch: &Path,
-    extra: &[&str],
-) -> Result<Result<(), String>, PatchError> {
-    let patch = patch
-        .canonicalize()
-        .map_err(|e| PatchError::Tool { reason: format!("{}: {e}", patch.display()) })?;
+fn git_apply(tree: &Path, patch: &Path, extra: &[&str]) -> Result<Result<(), String>, PatchError> {
+    let patch =
+        patch.canonicalize().map_err(|e| PatchError::Tool { reason: format!("{}: {e}", patch.display()) })?;
     // The tree usually sits inside medllm's own git checkout (target/); stop git from
     // discovering that repository, or it would apply paths relative to its root.
     let ceiling = tree.parent().unwrap_or(tree);
@@ -157,7 +124,5 @@ fn git_apply(
 }
 
 fn display_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string())
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
 }

@@ -18,8 +18,7 @@ pub struct SourceLock {
 
 /// Reads `key = "value"` lines; `#` starts a comment.
 pub fn read_lock(path: &Path) -> Result<SourceLock, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let value = |key: &str| -> Result<String, String> {
         text.lines()
             .map(str::trim)
@@ -80,13 +79,8 @@ pub fn fetch_package_tree(
         .find(|p| p["name"] == lock.package.as_str() && p["version"] == lock.version.as_str())
         .and_then(|p| p["manifest_path"].as_str())
         .map(PathBuf::from)
-        .ok_or_else(|| {
-            format!("cargo metadata does not list {} {}", lock.package, lock.version)
-        })?;
-    let package_dir = package_manifest
-        .parent()
-        .ok_or("package manifest has no parent folder")?
-        .to_path_buf();
+        .ok_or_else(|| format!("cargo metadata does not list {} {}", lock.package, lock.version))?;
+    let package_dir = package_manifest.parent().ok_or("package manifest has no parent folder")?.to_path_buf();
     verify_checksum(lock, &package_dir, work_dir)?;
     Ok(package_dir.join("llama.cpp"))
 }
@@ -121,10 +115,7 @@ fn verify_checksum(lock: &SourceLock, package_dir: &Path, work_dir: &Path) -> Re
         .and_then(Path::parent)
         .zip(package_dir.parent().and_then(Path::file_name))
         .map(|(registry, index)| {
-            registry
-                .join("cache")
-                .join(index)
-                .join(format!("{}-{}.crate", lock.package, lock.version))
+            registry.join("cache").join(index).join(format!("{}-{}.crate", lock.package, lock.version))
         });
     let (found, what) = match crate_file.filter(|p| p.is_file()) {
         Some(path) => {
@@ -143,8 +134,8 @@ fn verify_checksum(lock: &SourceLock, package_dir: &Path, work_dir: &Path) -> Re
 }
 
 fn lockfile_checksum(lock: &SourceLock, lockfile: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(lockfile)
-        .map_err(|e| format!("cannot read {}: {e}", lockfile.display()))?;
+    let text =
+        std::fs::read_to_string(lockfile).map_err(|e| format!("cannot read {}: {e}", lockfile.display()))?;
     let block = text
         .split("[[package]]")
         .find(|b| {
@@ -175,11 +166,7 @@ pub fn check_tree(tree: &Path) -> Result<(), String> {
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "{} is not a llama.cpp source tree: missing {}",
-            tree.display(),
-            missing.join(", ")
-        ))
+        Err(format!("{} is not a llama.cpp source tree: missing {}", tree.display(), missing.join(", ")))
     }
 }
 
@@ -194,8 +181,7 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
         if kind.is_dir() {
             copy_tree(&entry.path(), &target)?;
         } else if kind.is_file() {
-            std::fs::copy(entry.path(), &target)
-                .map_err(|e| format!("{}: {e}", entry.path().display()))?;
+            std::fs::copy(entry.path(), &target).map_err(|e| format!("{}: {e}", entry.path().display()))?;
             let modified = entry.metadata().and_then(|m| m.modified());
             if let Ok(modified) = modified {
                 let file = std::fs::File::options().write(true).open(&target);

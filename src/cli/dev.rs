@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use super::options::ModelOptions;
 use super::{GlobalOptions, Outcome};
-use crate::llama::{Batch, Context, ContextParams, Token};
 use crate::gguf::{TinyModelSpec, write_tiny_model};
+use crate::llama::{Batch, Context, ContextParams, Token};
 
 #[derive(Debug, Args)]
 pub(crate) struct DevArgs {
@@ -31,6 +31,12 @@ enum DevCommand {
         /// general.architecture to record (only `llama` runs).
         #[arg(long, default_value = "llama")]
         architecture: String,
+    },
+    /// Rewrite the `--help` blocks in docs/<command>.md from the binary itself.
+    SyncDocs {
+        /// The docs folder.
+        #[arg(long, default_value = "docs")]
+        docs: PathBuf,
     },
     /// Measure the engine alone, the way llama-bench does: prompt processing of N tokens
     /// in one batch, and generation of M tokens one decode at a time, with no sampling.
@@ -58,6 +64,22 @@ pub(crate) fn run(args: DevArgs, global: &GlobalOptions) -> Result<Outcome> {
                 eprintln!("wrote {}", output.display());
             }
         }
+        DevCommand::SyncDocs { docs } => {
+            for command in DOCUMENTED_COMMANDS {
+                let page = docs.join(format!("{command}.md"));
+                let text = std::fs::read_to_string(&page)
+                    .with_context(|| format!("cannot read {}", page.display()))?;
+                let help = help_of(command)?;
+                let updated = replace_help_block(&text, &help)
+                    .with_context(|| format!("{} has no {HELP_START} … {HELP_END} block", page.display()))?;
+                if updated != text {
+                    crate::atomic_file::write_atomically(&page, |f| {
+                        std::io::Write::write_all(f, updated.as_bytes())
+                    })?;
+                    eprintln!("updated {}", page.display());
+                }
+            }
+        }
         DevCommand::BenchEngine { model, prompt_tokens, gen_tokens, repetitions } => {
             bench_engine(&model, prompt_tokens, gen_tokens, repetitions)?;
         }
@@ -65,14 +87,32 @@ pub(crate) fn run(args: DevArgs, global: &GlobalOptions) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// Subcommands with a page under docs/ whose `--help` block must match the binary.
+pub const DOCUMENTED_COMMANDS: &[&str] = &["info", "generate"];
+/// Marks the start of the generated block in a docs page.
+pub const HELP_START: &str = "<!-- help:start -->";
+/// Marks its end.
+pub const HELP_END: &str = "<!-- help:end -->";
+
+/// `medllm <command> --help`, as the binary prints it.
+pub fn help_of(command: &str) -> Result<String> {
+    let exe = std::env::current_exe()?;
+    let output = std::process::Command::new(exe).args([command, "--help"]).env("COLUMNS", "100").output()?;
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The page with the text between the help markers replaced by `help` in a code block.
+pub fn replace_help_block(page: &str, help: &str) -> Option<String> {
+    let start = page.find(HELP_START)? + HELP_START.len();
+    let end = page[start..].find(HELP_END)? + start;
+    Some(format!("{}\n```text\n{}```\n{}", &page[..start], help, &page[end..]))
+}
+
 /// Prints `pp<N> <tokens/s>` and `tg<M> <tokens/s>` lines (means over the repetitions,
 /// after one warm-up of each).
 fn bench_engine(options: &ModelOptions, n_prompt: usize, n_gen: usize, repetitions: usize) -> Result<()> {
     let model = options.load_model()?;
-    let params = ContextParams {
-        n_ctx: (n_prompt + n_gen + 16) as u32,
-        ..options.context_params(1)
-    };
+    let params = ContextParams { n_ctx: (n_prompt + n_gen + 16) as u32, ..options.context_params(1) };
     let mut ctx = Context::new(&model, &params)?;
     let n_vocab = model.n_vocab() as i32;
     let token = |i: usize| Token((i as i32 * 7919 + 13) % n_vocab);

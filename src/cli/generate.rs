@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::options::{ModelOptions, SamplingOptions};
 use super::{GlobalOptions, Outcome};
-use crate::generate::generate;
+use crate::generate::{GenerateError, GenerationLimits, generate};
 use crate::llama::{ChatMessage, Context, Sampler, apply_chat_template};
 
 #[derive(Debug, Args)]
@@ -26,6 +26,9 @@ pub(crate) struct GenerateArgs {
     /// Most tokens to generate.
     #[arg(short = 'n', long, value_name = "N", default_value_t = 512)]
     max_tokens: usize,
+    /// Keep generating after the model ends its answer (for benchmarks).
+    #[arg(long)]
+    ignore_eos: bool,
     #[command(flatten)]
     sampling: SamplingOptions,
 }
@@ -61,11 +64,17 @@ pub(crate) fn run(args: GenerateArgs, global: &GlobalOptions) -> Result<Outcome>
 
     let mut out = std::io::stdout().lock();
     let mut ended_with_newline = true;
-    let stats = generate(&mut ctx, &mut sampler, &prompt, args.max_tokens, &mut |text: &str| {
+    let limits = GenerationLimits { max_tokens: args.max_tokens, ignore_end: args.ignore_eos };
+    let stats = generate(&mut ctx, &mut sampler, &prompt, limits, &mut |text: &str| {
         out.write_all(text.as_bytes())?;
         out.flush()?;
         ended_with_newline = text.ends_with('\n');
         Ok::<_, std::io::Error>(true)
+    })
+    .map_err(|e| match e {
+        // Keep the io::Error itself in the chain, so a closed pipe is recognised.
+        GenerateError::Sink(io) => anyhow::Error::from(io),
+        other => anyhow::Error::from(other),
     })?;
     if !ended_with_newline {
         writeln!(out)?;

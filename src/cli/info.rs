@@ -20,7 +20,8 @@ pub(crate) struct InfoArgs {
 }
 
 pub(crate) fn run(args: InfoArgs, _global: &GlobalOptions) -> Result<Outcome> {
-    let file = GgufFile::open(&args.model).with_context(|| format!("cannot inspect {}", args.model.display()))?;
+    let file =
+        GgufFile::open(&args.model).with_context(|| format!("cannot inspect {}", args.model.display()))?;
     let summary = ModelSummary::of(&file);
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -1,7 +1,7 @@
 //! The command line: clap arguments become plain settings, handed to the library.
 //! Exit codes: 0 ok, 1 some input failed (the rest was processed), 2 usage or internal error.
 
-mod dev;
+pub mod dev;
 mod generate;
 mod info;
 mod options;
@@ -20,9 +20,15 @@ pub enum Outcome {
     SomeInputsFailed,
 }
 
-/// medllm: language models on medical text, offline, on llama.cpp.
+/// The command line of `medllm`.
 #[derive(Debug, Parser)]
-#[command(name = "medllm", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "medllm",
+    version,
+    about = "Run language models on medical text, offline, on llama.cpp.",
+    long_about = None,
+    propagate_version = true
+)]
 pub struct Cli {
     /// Print progress details, timings and llama.cpp warnings to stderr.
     #[arg(short, long, global = true)]
@@ -74,8 +80,7 @@ pub(crate) struct GlobalOptions {
 
 /// A reader that went away (`medllm ... | head`) is not an error.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain()
-        .any(|e| e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe))
+    err.chain().any(|e| e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe))
 }
 
 /// Logs go to stderr. `MEDLLM_LOG` (tracing filter syntax) overrides the defaults; llama.cpp's

@@ -32,13 +32,13 @@ pub(crate) struct LoraSpec {
 }
 
 fn parse_lora(value: &str) -> Result<LoraSpec, String> {
-    if let Some((path, scale)) = value.rsplit_once(':') {
-        if let Ok(scale) = scale.parse::<f32>() {
-            if !scale.is_finite() {
-                return Err(format!("scale {scale} is not a finite number"));
-            }
-            return Ok(LoraSpec { path: path.into(), scale });
+    if let Some((path, scale)) = value.rsplit_once(':')
+        && let Ok(scale) = scale.parse::<f32>()
+    {
+        if !scale.is_finite() {
+            return Err(format!("scale {scale} is not a finite number"));
         }
+        return Ok(LoraSpec { path: path.into(), scale });
     }
     Ok(LoraSpec { path: value.into(), scale: 1.0 })
 }

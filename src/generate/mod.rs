@@ -65,7 +65,9 @@ pub enum GenerateError<E: std::error::Error + 'static> {
     #[error("the prompt is empty")]
     EmptyPrompt,
     /// The prompt does not fit the context.
-    #[error("the prompt has {prompt} tokens but the context holds {n_ctx}; raise --ctx or shorten the prompt")]
+    #[error(
+        "the prompt has {prompt} tokens but the context holds {n_ctx}; raise --ctx or shorten the prompt"
+    )]
     PromptTooLong {
         /// Prompt tokens.
         prompt: usize,
@@ -77,15 +79,32 @@ pub enum GenerateError<E: std::error::Error + 'static> {
     Sink(E),
 }
 
-/// Evaluates `prompt` in sequence 0 of a fresh `ctx`, then generates up to `max_tokens`,
+/// When generation stops.
+#[derive(Debug, Clone, Copy)]
+pub struct GenerationLimits {
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    /// Go on past end-of-generation tokens (for benchmarks).
+    pub ignore_end: bool,
+}
+
+impl GenerationLimits {
+    /// Up to `max_tokens`, stopping where the model ends its turn.
+    pub fn new(max_tokens: usize) -> GenerationLimits {
+        GenerationLimits { max_tokens, ignore_end: false }
+    }
+}
+
+/// Evaluates `prompt` in sequence 0 of a fresh `ctx`, then generates within `limits`,
 /// handing text to `on_text` as soon as it forms whole characters.
 pub fn generate<E: std::error::Error + 'static>(
     ctx: &mut Context<'_>,
     sampler: &mut Sampler<'_>,
     prompt: &[Token],
-    max_tokens: usize,
+    limits: GenerationLimits,
     on_text: &mut OnText<'_, E>,
 ) -> Result<GenerationStats, GenerateError<E>> {
+    let max_tokens = limits.max_tokens;
     if prompt.is_empty() {
         return Err(GenerateError::EmptyPrompt);
     }
@@ -117,7 +136,7 @@ pub fn generate<E: std::error::Error + 'static>(
             break StopReason::MaxTokens;
         }
         let token = sampler.sample(ctx, logits_index);
-        if model.is_end_of_generation(token) {
+        if !limits.ignore_end && model.is_end_of_generation(token) {
             break StopReason::EndOfGeneration;
         }
         generated += 1;

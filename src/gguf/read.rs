@@ -37,14 +37,9 @@ pub struct GgufFile {
 impl GgufFile {
     /// Reads the header of the GGUF file at `path`.
     pub fn open(path: &Path) -> Result<GgufFile, GgufError> {
-        let file = File::open(path).map_err(|source| GgufError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let file_size = file
-            .metadata()
-            .map_err(|source| GgufError::Io { path: path.to_path_buf(), source })?
-            .len();
+        let file = File::open(path).map_err(|source| GgufError::Io { path: path.to_path_buf(), source })?;
+        let file_size =
+            file.metadata().map_err(|source| GgufError::Io { path: path.to_path_buf(), source })?.len();
         let mut reader = HeaderReader {
             inner: BufReader::with_capacity(1 << 16, file),
             offset: 0,
@@ -112,9 +107,10 @@ impl HeaderReader {
             metadata.push((key, value));
         }
         let alignment = match metadata.iter().find(|(k, _)| k == "general.alignment") {
-            Some((_, v)) => v.as_u64().filter(|a| *a > 0 && a.is_power_of_two()).ok_or_else(
-                || self.invalid("general.alignment must be a power of two".to_string()),
-            )?,
+            Some((_, v)) => v
+                .as_u64()
+                .filter(|a| *a > 0 && a.is_power_of_two())
+                .ok_or_else(|| self.invalid("general.alignment must be a power of two".to_string()))?,
             None => 32,
         };
 
@@ -124,7 +120,7 @@ impl HeaderReader {
         }
         let data_offset = self.offset.next_multiple_of(alignment);
         for tensor in &mut tensors {
-            if tensor.offset % alignment != 0 {
+            if !tensor.offset.is_multiple_of(alignment) {
                 return Err(self.invalid(format!(
                     "tensor {} data offset {} is not aligned to {alignment}",
                     tensor.name, tensor.offset
@@ -175,7 +171,7 @@ impl HeaderReader {
             )));
         }
         let first_dim = dims[0];
-        let row_fits = ggml_type.block_size().is_some_and(|b| first_dim % b == 0);
+        let row_fits = ggml_type.block_size().is_some_and(|b| first_dim.is_multiple_of(b));
         let n_bytes = ggml_type.bytes_for(elements).filter(|_| row_fits).ok_or_else(|| {
             self.invalid(format!(
                 "tensor {name}: {} rows of {first_dim} do not fill whole blocks",
@@ -283,5 +279,59 @@ fn min_value_size(value_type: u32) -> u64 {
         8 | 10..=12 => 8,
         9 => 12,
         _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::{TinyModelSpec, write_tiny_model};
+
+    /// Every prefix of a valid file, and the file with bytes flipped, gives an error or a
+    /// consistent header: never a panic or a runaway allocation.
+    #[test]
+    fn truncated_and_corrupted_files_never_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("tiny.gguf");
+        write_tiny_model(&good, &TinyModelSpec { n_layer: 1, ..Default::default() }).unwrap();
+        let bytes = std::fs::read(&good).unwrap();
+        let header_len = GgufFile::open(&good).unwrap().data_offset as usize;
+        let probe = dir.path().join("probe.gguf");
+        // Every cut inside the header, then coarser cuts through the data.
+        let cuts = (0..header_len).chain((header_len..bytes.len()).step_by(997));
+        for cut in cuts {
+            std::fs::write(&probe, &bytes[..cut]).unwrap();
+            assert!(GgufFile::open(&probe).is_err(), "a file cut at {cut} must not read as whole");
+        }
+        // Deterministic byte flips across the header.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..3000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mut damaged = bytes.clone();
+            let at = (state as usize) % header_len;
+            damaged[at] ^= (state >> 32) as u8 | 1;
+            std::fs::write(&probe, &damaged).unwrap();
+            if let Ok(file) = GgufFile::open(&probe) {
+                for t in &file.tensors {
+                    assert!(t.offset + t.n_bytes <= file.file_size);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn not_gguf_and_huge_counts_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.gguf");
+        std::fs::write(&path, b"PK\x03\x04 not a model").unwrap();
+        assert!(matches!(GgufFile::open(&path), Err(GgufError::NotGguf { .. })));
+        let mut header = b"GGUF".to_vec();
+        header.extend_from_slice(&3u32.to_le_bytes());
+        header.extend_from_slice(&u64::MAX.to_le_bytes());
+        header.extend_from_slice(&u64::MAX.to_le_bytes());
+        std::fs::write(&path, &header).unwrap();
+        assert!(matches!(GgufFile::open(&path), Err(GgufError::Truncated { .. })));
     }
 }

@@ -53,9 +53,8 @@ impl ModelSummary {
     /// Summarises a GGUF file already read.
     pub fn of(file: &GgufFile) -> ModelSummary {
         let architecture = file.architecture().map(str::to_string);
-        let context_length = architecture
-            .as_deref()
-            .and_then(|a| file.get_u64(&format!("{a}.context_length")));
+        let context_length =
+            architecture.as_deref().and_then(|a| file.get_u64(&format!("{a}.context_length")));
         let vocab_size = file
             .get("tokenizer.ggml.tokens")
             .and_then(|v| v.as_array())
@@ -63,7 +62,8 @@ impl ModelSummary {
             .or_else(|| architecture.as_deref().and_then(|a| file.get_u64(&format!("{a}.vocab_size"))));
         let mut tensor_types: BTreeMap<String, TypeUsage> = BTreeMap::new();
         for tensor in &file.tensors {
-            let usage = tensor_types.entry(tensor.ggml_type.name()).or_insert(TypeUsage { tensors: 0, bytes: 0 });
+            let usage =
+                tensor_types.entry(tensor.ggml_type.name()).or_insert(TypeUsage { tensors: 0, bytes: 0 });
             usage.tensors += 1;
             usage.bytes += tensor.n_bytes;
         }

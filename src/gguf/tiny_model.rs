@@ -49,9 +49,8 @@ const CHAT_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + mes
 
 /// Pieces beyond the byte tokens: enough for English words and JSON to tokenise compactly.
 const WORDS: &[&str] = &[
-    "the", "and", "patient", "with", "mg", "daily", "of", "to", "in", "is", "was", "for",
-    "male", "female", "year", "old", "history", "pain", "on", "no", "name", "dose", "age",
-    "true", "false", "null",
+    "the", "and", "patient", "with", "mg", "daily", "of", "to", "in", "is", "was", "for", "male", "female",
+    "year", "old", "history", "pain", "on", "no", "name", "dose", "age", "true", "false", "null",
 ];
 
 /// SentencePiece token types, as llama.cpp numbers them.
@@ -84,9 +83,19 @@ fn vocabulary() -> Vec<(String, f32, i32)> {
     for piece in ["\":", "\",", "{\"", "\"}", "\u{2581}\"", "\u{2581}{", "\u{2581}}", "\n"] {
         vocab.push((piece.into(), -6.0, TYPE_NORMAL));
     }
+    // SentencePiece merges pairs of adjacent pieces, so a word is reachable only through
+    // its prefixes: add them all, longer ones scoring higher.
+    let mut seen: std::collections::HashSet<String> = vocab.iter().map(|t| t.0.clone()).collect();
     for word in WORDS {
-        vocab.push((format!("\u{2581}{word}"), -1.0, TYPE_NORMAL));
-        vocab.push(((*word).into(), -2.0, TYPE_NORMAL));
+        for piece in [format!("\u{2581}{word}"), (*word).to_string()] {
+            let chars: Vec<char> = piece.chars().collect();
+            for len in 2..=chars.len() {
+                let prefix: String = chars[..len].iter().collect();
+                if seen.insert(prefix.clone()) {
+                    vocab.push((prefix, -5.0 + len as f32 * 0.1, TYPE_NORMAL));
+                }
+            }
+        }
     }
     vocab
 }

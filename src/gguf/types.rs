@@ -76,7 +76,7 @@ impl GgmlType {
     /// Bytes taken by `elements` values of this type, when the count fills whole blocks.
     pub fn bytes_for(self, elements: u64) -> Option<u64> {
         let &(_, _, block, size) = self.entry()?;
-        if elements % block != 0 {
+        if !elements.is_multiple_of(block) {
             return None;
         }
         (elements / block).checked_mul(size)

@@ -23,7 +23,8 @@ impl<'m> LoraAdapter<'m> {
     pub fn load(model: &'m Model, path: &Path) -> Result<LoraAdapter<'m>, LlamaError> {
         let mismatch = |reason: String| LlamaError::AdapterMismatch { path: path.to_path_buf(), reason };
         let header = GgufFile::open(path)?;
-        if header.get_str("general.type") != Some("adapter") || header.get_str("adapter.type") != Some("lora") {
+        if header.get_str("general.type") != Some("adapter") || header.get_str("adapter.type") != Some("lora")
+        {
             return Err(mismatch("it is not a LoRA adapter (general.type/adapter.type)".into()));
         }
         let arch = header.architecture().unwrap_or("unknown");

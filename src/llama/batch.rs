@@ -47,7 +47,13 @@ impl Batch {
 
     /// Adds `token` at position `pos` of `sequences`; `logits` asks for its output row.
     /// Returns the token's index in the batch, which `Context::logits` takes.
-    pub fn add(&mut self, token: Token, pos: i32, sequences: &[i32], logits: bool) -> Result<usize, LlamaError> {
+    pub fn add(
+        &mut self,
+        token: Token,
+        pos: i32,
+        sequences: &[i32],
+        logits: bool,
+    ) -> Result<usize, LlamaError> {
         let i = self.len();
         if i >= self.capacity {
             return Err(LlamaError::BatchFull { capacity: self.capacity });
@@ -75,7 +81,13 @@ impl Batch {
 
     /// Adds a run of tokens of one sequence from position `start`; only the last asks for
     /// logits when `logits_last` is set.
-    pub fn add_sequence(&mut self, tokens: &[Token], start: i32, seq: i32, logits_last: bool) -> Result<(), LlamaError> {
+    pub fn add_sequence(
+        &mut self,
+        tokens: &[Token],
+        start: i32,
+        seq: i32,
+        logits_last: bool,
+    ) -> Result<(), LlamaError> {
         if tokens.len() > self.remaining() {
             return Err(LlamaError::BatchFull { capacity: self.capacity });
         }

@@ -25,7 +25,11 @@ impl ChatMessage {
 /// Renders `messages` with `template` (a model's `tokenizer.chat_template`), ending with
 /// the assistant's turn opened when `add_assistant` is set. llama.cpp recognises the
 /// common template families; an unknown one is an error naming the problem.
-pub fn apply_chat_template(template: &str, messages: &[ChatMessage], add_assistant: bool) -> Result<String, LlamaError> {
+pub fn apply_chat_template(
+    template: &str,
+    messages: &[ChatMessage],
+    add_assistant: bool,
+) -> Result<String, LlamaError> {
     let template_c = CString::new(template).map_err(|_| LlamaError::NulByte)?;
     let owned: Vec<(CString, CString)> = messages
         .iter()
@@ -34,7 +38,10 @@ pub fn apply_chat_template(template: &str, messages: &[ChatMessage], add_assista
         .map_err(|_| LlamaError::NulByte)?;
     let raw: Vec<llama_sys::llama_chat_message> = owned
         .iter()
-        .map(|(role, content)| llama_sys::llama_chat_message { role: role.as_ptr(), content: content.as_ptr() })
+        .map(|(role, content)| llama_sys::llama_chat_message {
+            role: role.as_ptr(),
+            content: content.as_ptr(),
+        })
         .collect();
     let mut buf = vec![0u8; messages.iter().map(|m| m.content.len() * 2 + 64).sum::<usize>().max(256)];
     for _ in 0..2 {
@@ -50,11 +57,13 @@ pub fn apply_chat_template(template: &str, messages: &[ChatMessage], add_assista
                 i32::try_from(buf.len()).unwrap_or(i32::MAX),
             )
         };
-        let n = usize::try_from(n)
-            .map_err(|_| LlamaError::ChatTemplate("the model's template is not one llama.cpp knows; use --raw".into()))?;
+        let n = usize::try_from(n).map_err(|_| {
+            LlamaError::ChatTemplate("the model's template is not one llama.cpp knows; use --raw".into())
+        })?;
         if n <= buf.len() {
             buf.truncate(n);
-            return String::from_utf8(buf).map_err(|_| LlamaError::ChatTemplate("template output is not UTF-8".into()));
+            return String::from_utf8(buf)
+                .map_err(|_| LlamaError::ChatTemplate("template output is not UTF-8".into()));
         }
         buf.resize(n, 0);
     }
@@ -74,7 +83,10 @@ mod tests {
             true,
         )
         .unwrap();
-        assert_eq!(text, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(
+            text,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
     }
 
     #[test]

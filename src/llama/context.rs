@@ -131,6 +131,11 @@ impl<'m> Context<'m> {
         if batch.is_empty() {
             return Ok(());
         }
+        // llama.cpp asserts (aborts the process) on a batch larger than n_batch.
+        let n_batch = self.n_batch() as usize;
+        if batch.len() > n_batch {
+            return Err(LlamaError::BatchTooLarge { n_tokens: batch.len(), n_batch });
+        }
         // SAFETY: the context is valid; `batch.raw()` describes `batch.len()` initialised
         // entries whose arrays stay alive for the call (the batch is borrowed).
         let status = unsafe { llama_sys::llama_decode(self.ptr.as_ptr(), batch.raw()) };
@@ -177,7 +182,9 @@ impl<'m> Context<'m> {
     /// Makes sequence `dst` share the cached positions `[from, to)` of `src`.
     pub fn copy_sequence(&mut self, src: i32, dst: i32, from: Option<i32>, to: Option<i32>) {
         // SAFETY: the memory handle belongs to this live context; -1 means "open".
-        unsafe { llama_sys::llama_memory_seq_cp(self.memory(), src, dst, from.unwrap_or(-1), to.unwrap_or(-1)) }
+        unsafe {
+            llama_sys::llama_memory_seq_cp(self.memory(), src, dst, from.unwrap_or(-1), to.unwrap_or(-1))
+        }
     }
 
     /// Drops every sequence but `seq`.
@@ -195,12 +202,18 @@ impl<'m> Context<'m> {
 
     /// Attaches LoRA adapters with their scales, replacing any attached before.
     pub fn set_adapters(&mut self, adapters: &[(&'m LoraAdapter<'m>, f32)]) -> Result<(), LlamaError> {
-        let mut ptrs: Vec<*mut llama_sys::llama_adapter_lora> = adapters.iter().map(|(a, _)| a.as_ptr()).collect();
+        let mut ptrs: Vec<*mut llama_sys::llama_adapter_lora> =
+            adapters.iter().map(|(a, _)| a.as_ptr()).collect();
         let mut scales: Vec<f32> = adapters.iter().map(|(_, s)| *s).collect();
         // SAFETY: both arrays hold `adapters.len()` entries; each adapter belongs to this
         // context's model and outlives the context ('m).
         let status = unsafe {
-            llama_sys::llama_set_adapters_lora(self.ptr.as_ptr(), ptrs.as_mut_ptr(), ptrs.len(), scales.as_mut_ptr())
+            llama_sys::llama_set_adapters_lora(
+                self.ptr.as_ptr(),
+                ptrs.as_mut_ptr(),
+                ptrs.len(),
+                scales.as_mut_ptr(),
+            )
         };
         if status == 0 { Ok(()) } else { Err(LlamaError::AdapterAttach) }
     }

@@ -11,6 +11,9 @@ mod model;
 mod sampler;
 mod token;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::PathBuf;
 
 pub use adapter::LoraAdapter;
@@ -37,7 +40,9 @@ pub enum LlamaError {
     #[error(transparent)]
     Gguf(#[from] crate::gguf::GgufError),
     /// llama.cpp refused to load the model.
-    #[error("llama.cpp could not load the model {path} (unsupported architecture or damaged tensors; run with --verbose for llama.cpp's reason)")]
+    #[error(
+        "llama.cpp could not load the model {path} (unsupported architecture or damaged tensors; run with --verbose for llama.cpp's reason)"
+    )]
     ModelLoad {
         /// The file.
         path: PathBuf,
@@ -73,6 +78,14 @@ pub enum LlamaError {
     ContextFull {
         /// Tokens in the batch.
         n_tokens: usize,
+    },
+    /// A batch larger than the context accepts in one call.
+    #[error("a batch of {n_tokens} tokens exceeds the context's batch size {n_batch}")]
+    BatchTooLarge {
+        /// Tokens in the batch.
+        n_tokens: usize,
+        /// The context's batch size.
+        n_batch: usize,
     },
     /// `llama_decode` failed.
     #[error("decoding failed with llama.cpp status {status}")]

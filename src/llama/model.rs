@@ -51,7 +51,8 @@ impl Model {
         let c_path = path_to_cstring(path)?;
         // SAFETY: returns a struct of plain values by copy.
         let mut raw = unsafe { llama_sys::llama_model_default_params() };
-        raw.load_mode = if params.use_mmap { llama_sys::LLAMA_LOAD_MODE_MMAP } else { llama_sys::LLAMA_LOAD_MODE_NONE };
+        raw.load_mode =
+            if params.use_mmap { llama_sys::LLAMA_LOAD_MODE_MMAP } else { llama_sys::LLAMA_LOAD_MODE_NONE };
         raw.vocab_only = params.vocab_only;
         raw.n_gpu_layers = 0;
         // SAFETY: `c_path` is a valid NUL-terminated path for the call; `raw` is a valid
@@ -177,8 +178,14 @@ impl Model {
 
     /// Tokenises `text`. `add_special` adds BOS/EOS as the model asks; `parse_special`
     /// turns control-token text such as `<|im_start|>` into those tokens.
-    pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<Token>, LlamaError> {
-        let len = i32::try_from(text.len()).map_err(|_| LlamaError::Tokenize("text longer than 2 GiB".into()))?;
+    pub fn tokenize(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<Token>, LlamaError> {
+        let len =
+            i32::try_from(text.len()).map_err(|_| LlamaError::Tokenize("text longer than 2 GiB".into()))?;
         let mut tokens: Vec<i32> = vec![0; text.len() / 2 + 8];
         for _ in 0..2 {
             let capacity = i32::try_from(tokens.len()).unwrap_or(i32::MAX);

@@ -82,11 +82,20 @@ impl<'m> Sampler<'m> {
     }
 
     /// As [`Sampler::new`], constrained by a GBNF grammar starting at rule `root`.
-    pub fn with_grammar(model: &'m Model, params: &SamplingParams, grammar: &str, root: &str) -> Result<Sampler<'m>, LlamaError> {
+    pub fn with_grammar(
+        model: &'m Model,
+        params: &SamplingParams,
+        grammar: &str,
+        root: &str,
+    ) -> Result<Sampler<'m>, LlamaError> {
         Self::build(model, params, Some((grammar, root)))
     }
 
-    fn build(model: &'m Model, params: &SamplingParams, grammar: Option<(&str, &str)>) -> Result<Sampler<'m>, LlamaError> {
+    fn build(
+        model: &'m Model,
+        params: &SamplingParams,
+        grammar: Option<(&str, &str)>,
+    ) -> Result<Sampler<'m>, LlamaError> {
         // SAFETY: returns a struct of plain values by copy.
         let mut chain_params = unsafe { llama_sys::llama_sampler_chain_default_params() };
         chain_params.no_perf = true;
@@ -111,7 +120,8 @@ impl<'m> Sampler<'m> {
             // SAFETY: constructors return fresh samplers that the chain takes over.
             sampler.push(unsafe { llama_sys::llama_sampler_init_top_k(params.top_k) });
         }
-        let penalties = params.repeat_penalty != 1.0 || params.frequency_penalty != 0.0 || params.presence_penalty != 0.0;
+        let penalties =
+            params.repeat_penalty != 1.0 || params.frequency_penalty != 0.0 || params.presence_penalty != 0.0;
         if penalties && params.repeat_last_n != 0 {
             // SAFETY: as above.
             sampler.push(unsafe {
@@ -126,7 +136,8 @@ impl<'m> Sampler<'m> {
         }
         if params.dry_multiplier > 0.0 {
             // Sequence breakers: a new line or punctuation ends a repeated run.
-            let breakers: Vec<CString> = ["\n", ":", "\"", "*"].iter().map(|s| CString::new(*s).expect("no NUL")).collect();
+            let breakers: Vec<CString> =
+                ["\n", ":", "\"", "*"].iter().map(|s| CString::new(*s).expect("no NUL")).collect();
             let mut breaker_ptrs: Vec<*const c_char> = breakers.iter().map(|b| b.as_ptr()).collect();
             // SAFETY: the vocab is valid; llama.cpp copies the breaker strings during the call.
             sampler.push(unsafe {

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what building medllm needs and is not already here: cmake (builds llama.cpp),
+# libclang (bindgen), a C++ compiler and git (applies our llama.cpp patches).
+# Debian/Ubuntu: uses apt-get (as root, or through sudo). Does nothing when all is present.
+set -euo pipefail
+
+missing=()
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v git >/dev/null 2>&1 || missing+=(git)
+if ! ldconfig -p 2>/dev/null | grep -qE 'libclang(-[0-9.]+)?\.so'; then
+  missing+=(libclang-dev)
+fi
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo is missing; install the Rust toolchain (rustup) first" >&2
+  exit 2
+fi
