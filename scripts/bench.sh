@@ -3,7 +3,8 @@
 # never in tests. Environment:
 #   THREADS      threads (default 2, the figure the issues quote)
 #   REPS         repetitions per measurement (default 3; the mean is printed)
-#   LLAMA_BENCH  path to a llama-bench binary to run beside medllm (optional)
+#   LLAMA_BENCH  path to a llama-bench binary to run beside medllm, interleaved (optional;
+#                build one from any llama.cpp source with `cmake --build . --target llama-bench`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,26 +23,38 @@ echo "model: $model"
 echo
 
 echo "## Generation (foundation)"
-# The engine alone, measured the way llama-bench does (pp512: one batch of 512 tokens;
-# tg128: 128 single-token decodes, no sampling), in the same binary and library.
-engine="$($medllm dev bench-engine -m "$model" -t "$threads" --repetitions "$reps")"
-engine_pp="$(awk '/^pp/ {print $2}' <<<"$engine")"
-engine_tg="$(awk '/^tg/ {print $2}' <<<"$engine")"
-
-# medllm generate: a ~1,000-token prompt (the 16 bench reports), then 128 generated
-# tokens, sampling included, end-of-turn ignored so every run generates 128.
-prompt="$(python3 -c 'import json,sys; print("\n".join(json.loads(l)["text"] for l in open(sys.argv[1])))' "$bench_dir/reports16.jsonl")"
-run_generate() {
-  $medllm generate -m "$model" -t "$threads" --ctx 2048 --raw -n 128 --ignore-eos --verbose "$@" -p "$prompt" 2>&1 >/dev/null
-}
-pp_runs=(); greedy_runs=(); sampled_runs=()
+# The engine alone, measured the way llama-bench does (ppN: one prompt of N tokens in
+# batches of 512; tg128: 128 single-token decodes from position 0, no sampling), in the
+# same binary.
+# Against it: medllm generate on a long prompt (the 16 bench reports, for prompt
+# processing; the engine's prompt test takes the same number of tokens) and on a short chat question followed by 128 generated tokens (sampling
+# included, end of turn ignored so every run generates 128). Runs are interleaved so
+# that drift in the machine's speed hits both sides alike.
+long_prompt="$(python3 -c 'import json,sys; print("\n".join(json.loads(l)["text"] for l in open(sys.argv[1])))' "$bench_dir/reports16.jsonl")"
+short_prompt="Explain the difference between type 1 and type 2 diabetes."
+speed() { sed -n "s/^$1: .*, \([0-9.]*\) tokens\/s.*/\1/p"; }
+generate() { $medllm generate -m "$model" -t "$threads" --ctx 2048 --verbose "$@" 2>&1 >/dev/null; }
+# The engine's prompt test uses as many tokens as the long prompt has.
+long_tokens="$(generate --raw -n 1 -p "$long_prompt" | sed -n 's/^prompt processing: \([0-9]*\) tokens.*/\1/p')"
+engine_pp_runs=(); engine_tg_runs=(); engine_pp512_runs=(); pp_runs=(); greedy_runs=(); sampled_runs=()
+ref_pp_runs=(); ref_tg_runs=()
 for _ in $(seq "$reps"); do
-  out="$(run_generate --temp 0)"
-  pp_runs+=("$(sed -n 's/^prompt processing: .*, \([0-9.]*\) tokens\/s/\1/p' <<<"$out")")
-  greedy_runs+=("$(sed -n 's/^generation: .*, \([0-9.]*\) tokens\/s.*/\1/p' <<<"$out")")
-  out="$(run_generate --temp 0.8 --top-k 40 --top-p 0.95 --min-p 0.05 --seed 1)"
-  sampled_runs+=("$(sed -n 's/^generation: .*, \([0-9.]*\) tokens\/s.*/\1/p' <<<"$out")")
+  engine="$($medllm dev bench-engine -m "$model" -t "$threads" --repetitions 1 --prompt-tokens "$long_tokens")"
+  engine_pp_runs+=("$(awk '/^pp/ {print $2}' <<<"$engine")")
+  engine_tg_runs+=("$(awk '/^tg/ {print $2}' <<<"$engine")")
+  engine_pp512_runs+=("$($medllm dev bench-engine -m "$model" -t "$threads" --repetitions 1 --gen-tokens 1 | awk '/^pp/ {print $2}')")
+  if [ -n "${LLAMA_BENCH:-}" ]; then
+    ref="$("$LLAMA_BENCH" -m "$model" -t "$threads" -p 512 -n 128 -r 1 -o jsonl 2>/dev/null)"
+    ref_pp_runs+=("$(python3 -c 'import sys,json; print(next(r["avg_ts"] for r in map(json.loads, sys.stdin) if r["n_prompt"]))' <<<"$ref")")
+    ref_tg_runs+=("$(python3 -c 'import sys,json; print(next(r["avg_ts"] for r in map(json.loads, sys.stdin) if r["n_gen"]))' <<<"$ref")")
+  fi
+  pp_runs+=("$(generate --raw -n 1 -p "$long_prompt" | speed "prompt processing")")
+  greedy_runs+=("$(generate -n 128 --ignore-eos --temp 0 -p "$short_prompt" | speed generation)")
+  sampled_runs+=("$(generate -n 128 --ignore-eos --temp 0.8 --top-k 40 --top-p 0.95 --min-p 0.05 --seed 1 -p "$short_prompt" | speed generation)")
 done
+engine_pp="$(printf '%s\n' "${engine_pp_runs[@]}" | mean)"
+engine_tg="$(printf '%s\n' "${engine_tg_runs[@]}" | mean)"
+engine_pp512="$(printf '%s\n' "${engine_pp512_runs[@]}" | mean)"
 gen_pp="$(printf '%s\n' "${pp_runs[@]}" | mean)"
 gen_greedy="$(printf '%s\n' "${greedy_runs[@]}" | mean)"
 gen_sampled="$(printf '%s\n' "${sampled_runs[@]}" | mean)"
@@ -49,14 +62,17 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a /
 
 printf '| %-44s | %12s | %12s |\n' "what" "tokens/s" "of engine"
 printf '| %-44s | %12s | %12s |\n' "--------------------------------------------" "------------" "------------"
-printf '| %-44s | %12s | %12s |\n' "engine pp512 (dev bench-engine)" "$engine_pp" "100%"
+printf '| %-44s | %12s | %12s |\n' "engine pp$long_tokens (dev bench-engine)" "$engine_pp" "100%"
 printf '| %-44s | %12s | %12s |\n' "engine tg128 (dev bench-engine)" "$engine_tg" "100%"
-printf '| %-44s | %12s | %12s |\n' "generate: prompt processing (~1k tokens)" "$gen_pp" "$(ratio "$gen_pp" "$engine_pp")"
+printf '| %-44s | %12s | %12s |\n' "engine pp512 (dev bench-engine)" "$engine_pp512" ""
+printf '| %-44s | %12s | %12s |\n' "generate: $long_tokens-token prompt" "$gen_pp" "$(ratio "$gen_pp" "$engine_pp")"
 printf '| %-44s | %12s | %12s |\n' "generate: 128 tokens, greedy" "$gen_greedy" "$(ratio "$gen_greedy" "$engine_tg")"
 printf '| %-44s | %12s | %12s |\n' "generate: 128 tokens, temp/top-k/top-p/min-p" "$gen_sampled" "$(ratio "$gen_sampled" "$engine_tg")"
 
 if [ -n "${LLAMA_BENCH:-}" ]; then
-  echo
-  echo "llama-bench ($LLAMA_BENCH):"
-  "$LLAMA_BENCH" -m "$model" -t "$threads" -p 512 -n 128 -r "$reps" -o md 2>/dev/null | grep -E '^\|'
+  ref_pp="$(printf '%s\n' "${ref_pp_runs[@]}" | mean)"
+  ref_tg="$(printf '%s\n' "${ref_tg_runs[@]}" | mean)"
+  printf '| %-44s | %12s | %12s |\n' "llama-bench pp512 (interleaved)" "$ref_pp" "$(ratio "$ref_pp" "$engine_pp512")"
+  printf '| %-44s | %12s | %12s |\n' "llama-bench tg128 (interleaved)" "$ref_tg" "$(ratio "$ref_tg" "$engine_tg")"
+  printf '| %-44s | %12s | %12s |\n' "generate greedy / llama-bench tg128" "" "$(ratio "$gen_greedy" "$ref_tg")"
 fi
