@@ -5,6 +5,9 @@
 
 pub mod atomic_file;
 pub mod cli;
+pub mod data;
+pub mod eval;
+pub mod extract;
 pub mod generate;
 pub mod gguf;
 pub mod llama;

@@ -52,6 +52,9 @@ enum DevCommand {
         /// Repetitions; the mean is printed.
         #[arg(long, default_value_t = 3)]
         repetitions: usize,
+        /// Sequences generating together (one token each per decode).
+        #[arg(long, default_value_t = 1)]
+        sequences: usize,
     },
 }
 
@@ -80,8 +83,8 @@ pub(crate) fn run(args: DevArgs, global: &GlobalOptions) -> Result<Outcome> {
                 }
             }
         }
-        DevCommand::BenchEngine { model, prompt_tokens, gen_tokens, repetitions } => {
-            bench_engine(&model, prompt_tokens, gen_tokens, repetitions)?;
+        DevCommand::BenchEngine { model, prompt_tokens, gen_tokens, repetitions, sequences } => {
+            bench_engine(&model, prompt_tokens, gen_tokens, repetitions, sequences)?;
         }
     }
     Ok(Outcome::Success)
@@ -110,9 +113,19 @@ pub fn replace_help_block(page: &str, help: &str) -> Option<String> {
 
 /// Prints `pp<N> <tokens/s>` and `tg<M> <tokens/s>` lines (means over the repetitions,
 /// after one warm-up of each).
-fn bench_engine(options: &ModelOptions, n_prompt: usize, n_gen: usize, repetitions: usize) -> Result<()> {
+fn bench_engine(
+    options: &ModelOptions,
+    n_prompt: usize,
+    n_gen: usize,
+    repetitions: usize,
+    sequences: usize,
+) -> Result<()> {
     let model = options.load_model()?;
-    let params = ContextParams { n_ctx: (n_prompt + n_gen + 16) as u32, ..options.context_params(1) };
+    let sequences = sequences.max(1);
+    let params = ContextParams {
+        n_ctx: ((n_prompt + n_gen + 16) * sequences) as u32,
+        ..options.context_params(sequences as u32)
+    };
     let mut ctx = Context::new(&model, &params)?;
     let n_vocab = model.n_vocab() as i32;
     let token = |i: usize| Token((i as i32 * 7919 + 13) % n_vocab);
@@ -131,16 +144,18 @@ fn bench_engine(options: &ModelOptions, n_prompt: usize, n_gen: usize, repetitio
         }
         Ok(n_prompt as f64 / started.elapsed().as_secs_f64())
     };
-    let mut single = Batch::new(1, 1);
+    let mut step = Batch::new(sequences, 1);
     let mut run_gen = |ctx: &mut Context<'_>| -> Result<f64> {
         ctx.clear_memory();
         let started = Instant::now();
         for i in 0..n_gen {
-            single.clear();
-            single.add(token(i), i as i32, &[0], true)?;
-            ctx.decode(&single)?;
+            step.clear();
+            for seq in 0..sequences {
+                step.add(token(i + seq), i as i32, &[seq as i32], true)?;
+            }
+            ctx.decode(&step)?;
         }
-        Ok(n_gen as f64 / started.elapsed().as_secs_f64())
+        Ok((n_gen * sequences) as f64 / started.elapsed().as_secs_f64())
     };
     run_prompt(&mut ctx)?;
     run_gen(&mut ctx)?;
@@ -148,6 +163,10 @@ fn bench_engine(options: &ModelOptions, n_prompt: usize, n_gen: usize, repetitio
     let pp: Vec<f64> = (0..repetitions.max(1)).map(|_| run_prompt(&mut ctx)).collect::<Result<_>>()?;
     let tg: Vec<f64> = (0..repetitions.max(1)).map(|_| run_gen(&mut ctx)).collect::<Result<_>>()?;
     println!("pp{n_prompt} {:.1}", mean(&pp));
-    println!("tg{n_gen} {:.1}", mean(&tg));
+    if sequences > 1 {
+        println!("tg{n_gen}x{sequences} {:.1}", mean(&tg));
+    } else {
+        println!("tg{n_gen} {:.1}", mean(&tg));
+    }
     Ok(())
 }

@@ -2,6 +2,8 @@
 //! Exit codes: 0 ok, 1 some input failed (the rest was processed), 2 usage or internal error.
 
 pub mod dev;
+mod eval;
+mod extract;
 mod generate;
 mod info;
 mod options;
@@ -46,6 +48,10 @@ enum Command {
     Info(info::InfoArgs),
     /// Generate text from a prompt, streamed to stdout.
     Generate(generate::GenerateArgs),
+    /// Extract schema-valid JSON from medical documents, each value traced to the source.
+    Extract(extract::ExtractArgs),
+    /// Evaluate: score predictions against gold labels.
+    Eval(eval::EvalArgs),
     /// Developer tools (tiny test models).
     #[command(hide = true)]
     Dev(dev::DevArgs),
@@ -58,6 +64,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Info(args) => info::run(args, &global),
         Command::Generate(args) => generate::run(args, &global),
+        Command::Extract(args) => extract::run(args, &global),
+        Command::Eval(args) => eval::run(args, &global),
         Command::Dev(args) => dev::run(args, &global),
     };
     match result {

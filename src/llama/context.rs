@@ -21,6 +21,9 @@ pub struct ContextParams {
     pub n_threads: i32,
     /// Threads for prompt processing (many tokens).
     pub n_threads_batch: i32,
+    /// One KV buffer shared by all sequences (cells of a copied prefix are shared, not
+    /// copied) instead of one stream per sequence.
+    pub unified_kv: bool,
 }
 
 impl Default for ContextParams {
@@ -33,6 +36,7 @@ impl Default for ContextParams {
             n_seq_max: 1,
             n_threads: threads,
             n_threads_batch: threads,
+            unified_kv: false,
         }
     }
 }
@@ -80,6 +84,7 @@ impl<'m> Context<'m> {
         raw.n_threads = params.n_threads;
         raw.n_threads_batch = params.n_threads_batch;
         raw.no_perf = false;
+        raw.kv_unified = params.unified_kv;
         // SAFETY: the model pointer is valid for 'm, which outlives the context; `raw` is
         // a complete parameter struct; null (failure) is handled below.
         let ptr = unsafe { llama_sys::llama_init_from_model(model.as_ptr(), raw) };

@@ -164,6 +164,19 @@ impl Model {
         (t >= 0).then_some(Token(t))
     }
 
+    /// End-of-turn token (chat models), if the vocabulary has one.
+    pub fn end_of_turn(&self) -> Option<Token> {
+        // SAFETY: the vocab pointer is valid while `self` lives.
+        let t = unsafe { llama_sys::llama_vocab_eot(self.vocab.as_ptr()) };
+        (t >= 0).then_some(Token(t))
+    }
+
+    /// Whether the token is a control token (`<|im_start|>`, BOS, ...), not text.
+    pub fn is_control(&self, token: Token) -> bool {
+        // SAFETY: the vocab pointer is valid; llama.cpp checks the id's range.
+        unsafe { llama_sys::llama_vocab_is_control(self.vocab.as_ptr(), token.0) }
+    }
+
     /// Whether generation should stop at this token (end of sequence or of turn).
     pub fn is_end_of_generation(&self, token: Token) -> bool {
         // SAFETY: the vocab pointer is valid; llama.cpp checks the id's range.

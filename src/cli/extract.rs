@@ -1,0 +1,204 @@
+//! `medllm extract`: documents → JSON lines with grounding.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+
+use super::options::ModelOptions;
+use super::{GlobalOptions, Outcome};
+use crate::data::{InputOptions, read_inputs};
+use crate::extract::{
+    ExtractOptions, ExtractionRecord, ExtractionSchema, Extractor, OutputConstraint, SchemaLimits,
+    load_schema, read_examples,
+};
+
+#[derive(Debug, Args)]
+pub(crate) struct ExtractArgs {
+    #[command(flatten)]
+    model: ModelOptions,
+    /// JSON Schema of the output: a file, or a built-in name (discharge_summary,
+    /// radiology_report, lab_report, medication_list, clinic_note).
+    #[arg(short, long, value_name = "FILE|NAME", required_unless_present = "grammar")]
+    schema: Option<String>,
+    /// A GBNF grammar instead of a schema (llama.cpp's grammar sampler; no validation).
+    #[arg(long, value_name = "FILE.gbnf", conflicts_with = "schema")]
+    grammar: Option<PathBuf>,
+    /// Inputs: files (.txt, .md, .jsonl, .csv), folders (recursive), or - for stdin.
+    #[arg(value_name = "INPUT", default_value = "-")]
+    inputs: Vec<PathBuf>,
+    /// Write the JSON lines here (atomically) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Documents decoded together.
+    #[arg(short = 'P', long, value_name = "N", default_value_t = 4)]
+    parallel: usize,
+    /// maxItems for arrays the schema leaves unbounded.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    max_items: u64,
+    /// maxLength for strings the schema leaves unbounded.
+    #[arg(long, value_name = "CHARS", default_value_t = 200)]
+    max_string: u64,
+    /// Most tokens generated per document.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    max_tokens: usize,
+    /// Few-shot examples: JSON lines of {"text": ..., "data": {...}}. Built-in schemas
+    /// bring their own, as does NAME.examples.jsonl beside a NAME.schema.json.
+    #[arg(long, value_name = "FILE.jsonl", conflicts_with = "no_examples")]
+    examples: Option<PathBuf>,
+    /// Use no few-shot examples, not even the schema's own.
+    #[arg(long)]
+    no_examples: bool,
+    /// Instruction replacing the default system prompt.
+    #[arg(long, value_name = "TEXT")]
+    system: Option<String>,
+    /// Mark records with string values not found in the source as invalid.
+    #[arg(long)]
+    require_grounding: bool,
+    /// Similarity (0-1) a fuzzy grounding match must reach.
+    #[arg(long, value_name = "X", default_value_t = 0.85)]
+    fuzzy_threshold: f32,
+    /// 0 decodes greedily (the default); above, samples among the allowed tokens.
+    #[arg(long, visible_alias = "temp", value_name = "T", default_value_t = 0.0)]
+    temperature: f32,
+    /// Seed for --temperature above 0.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    seed: u64,
+    /// JSONL field holding the text.
+    #[arg(long, value_name = "NAME", default_value = "text")]
+    text_field: String,
+    /// JSONL field holding the id.
+    #[arg(long, value_name = "NAME", default_value = "id")]
+    id_field: String,
+    /// CSV column holding the text.
+    #[arg(long, value_name = "NAME", default_value = "text")]
+    text_column: String,
+    /// CSV column holding the id.
+    #[arg(long, value_name = "NAME", default_value = "id")]
+    id_column: String,
+}
+
+pub(crate) fn run(args: ExtractArgs, global: &GlobalOptions) -> Result<Outcome> {
+    // Everything that can be refused is refused before the model loads.
+    let mut schema_examples = Vec::new();
+    let constraint = match (&args.schema, &args.grammar) {
+        (Some(spec), _) => {
+            let source = load_schema(spec)?;
+            let limits = SchemaLimits { max_items: args.max_items, max_string: args.max_string };
+            schema_examples = source.examples;
+            OutputConstraint::Schema(ExtractionSchema::compile(&source.name, &source.schema, limits)?)
+        }
+        (None, Some(path)) => OutputConstraint::Gbnf(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read grammar {}", path.display()))?,
+        ),
+        (None, None) => unreachable!("clap requires --schema or --grammar"),
+    };
+    let examples = match (&args.examples, args.no_examples) {
+        (_, true) => Vec::new(),
+        (Some(path), false) => read_examples(path)?,
+        (None, false) => schema_examples,
+    };
+    let input_options = InputOptions {
+        text_field: args.text_field.clone(),
+        id_field: args.id_field.clone(),
+        text_column: args.text_column.clone(),
+        id_column: args.id_column.clone(),
+    };
+
+    let model = args.model.load_model()?;
+    if !args.model.lora.is_empty() {
+        anyhow::bail!("--lora with extract arrives with fine-tuning; run without it for now");
+    }
+    let context = args.model.context_params(1);
+    let options = ExtractOptions {
+        parallel: args.parallel.max(1),
+        temperature: args.temperature,
+        seed: args.seed,
+        max_tokens: args.max_tokens,
+        ctx_per_sequence: args.model.ctx,
+        threads: context.n_threads,
+        fuzzy_threshold: args.fuzzy_threshold,
+        require_grounding: args.require_grounding,
+        system: args.system.clone(),
+        examples,
+    };
+    let mut extractor = Extractor::new(&model, constraint, options)?;
+
+    let show_progress = !global.quiet && std::io::stderr().is_terminal();
+    let total = if show_progress && !args.inputs.iter().any(|p| p.as_os_str() == "-") {
+        Some(read_inputs(&args.inputs, &input_options).count() as u64)
+    } else {
+        None
+    };
+    let progress = show_progress.then(|| progress_bar(total));
+
+    let mut buffered: Vec<u8> = Vec::new();
+    let mut stdout = std::io::stdout().lock();
+    let mut invalid = 0usize;
+    let started = std::time::Instant::now();
+    let mut sink = |record: ExtractionRecord| -> std::io::Result<()> {
+        if !record.valid {
+            invalid += 1;
+        }
+        let line = serde_json::to_string(&record).map_err(std::io::Error::other)?;
+        if args.out.is_some() {
+            buffered.extend_from_slice(line.as_bytes());
+            buffered.push(b'\n');
+        } else {
+            stdout.write_all(line.as_bytes())?;
+            stdout.write_all(b"\n")?;
+            stdout.flush()?;
+        }
+        if let Some(bar) = &progress {
+            bar.inc(1);
+            let minutes = started.elapsed().as_secs_f64() / 60.0;
+            bar.set_message(format!(
+                "{:.1} docs/min, {invalid} invalid",
+                bar.position() as f64 / minutes.max(1e-9)
+            ));
+        }
+        Ok(())
+    };
+    let summary =
+        extractor.run(read_inputs(&args.inputs, &input_options), &mut sink).map_err(|e| match e {
+            crate::extract::RunError::Sink(io) => anyhow::Error::from(io),
+            crate::extract::RunError::Extract(e) => anyhow::Error::from(e),
+        })?;
+    if let Some(bar) = &progress {
+        bar.finish_and_clear();
+    }
+    if let Some(out) = &args.out {
+        crate::atomic_file::write_atomically(out, |f| f.write_all(&buffered))
+            .with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    if !global.quiet {
+        let per_minute = summary.documents as f64 / (summary.seconds / 60.0).max(1e-9);
+        eprintln!(
+            "extracted {} documents in {:.1} s ({per_minute:.1} docs/min): {} valid, {} invalid{}; {} tokens generated",
+            summary.documents,
+            summary.seconds,
+            summary.documents - summary.invalid,
+            summary.invalid,
+            if summary.truncated > 0 { format!(", {} truncated", summary.truncated) } else { String::new() },
+            summary.generated_tokens
+        );
+    }
+    Ok(if summary.invalid > 0 { Outcome::SomeInputsFailed } else { Outcome::Success })
+}
+
+fn progress_bar(total: Option<u64>) -> indicatif::ProgressBar {
+    let bar = match total {
+        Some(n) => indicatif::ProgressBar::new(n).with_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} docs, {msg}, ETA {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        ),
+        None => indicatif::ProgressBar::new_spinner().with_style(
+            indicatif::ProgressStyle::with_template("{spinner} {pos} docs, {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        ),
+    };
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    bar
+}

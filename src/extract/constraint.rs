@@ -1,0 +1,141 @@
+//! The token constraint: llguidance over the model's vocabulary. Built once per model
+//! (the token trie), then one matcher per document.
+
+use std::sync::Arc;
+
+use llguidance::api::TopLevelGrammar;
+use llguidance::toktrie::{self, SimpleVob, TokEnv, TokRxInfo, TokTrie, TokenizerEnv};
+use llguidance::{Matcher, ParserFactory};
+
+use super::ExtractError;
+use crate::llama::{Model, Token};
+
+/// The model's vocabulary as llguidance sees it: the bytes of every token, with control
+/// tokens marked special so that no grammar can produce them as text.
+struct VocabularyEnv {
+    trie: TokTrie,
+}
+
+impl TokenizerEnv for VocabularyEnv {
+    fn tok_trie(&self) -> &TokTrie {
+        &self.trie
+    }
+
+    // Used for literal text inside grammars; greedy longest-match over the vocabulary is
+    // a valid (if not canonical) tokenization, which is all the matcher needs.
+    fn tokenize_bytes(&self, s: &[u8]) -> Vec<toktrie::TokenId> {
+        self.trie.greedy_tokenize(s)
+    }
+
+    fn tokenize_is_canonical(&self) -> bool {
+        false
+    }
+}
+
+/// Compiles grammars for one model and makes matchers from them.
+pub struct ConstraintFactory {
+    factory: ParserFactory,
+    eos: Token,
+}
+
+impl std::fmt::Debug for ConstraintFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConstraintFactory").field("eos", &self.eos).finish_non_exhaustive()
+    }
+}
+
+impl ConstraintFactory {
+    /// Builds the token trie of `model`'s vocabulary (a few tens of milliseconds).
+    pub fn new(model: &Model) -> Result<ConstraintFactory, ExtractError> {
+        let n_vocab = model.n_vocab();
+        let mut words: Vec<Vec<u8>> = Vec::with_capacity(n_vocab);
+        for id in 0..n_vocab {
+            let token = Token(id as i32);
+            if model.is_control(token) {
+                let mut word = vec![TokTrie::SPECIAL_TOKEN_MARKER];
+                word.extend(model.token_piece(token, true));
+                words.push(word);
+            } else {
+                words.push(model.token_piece(token, false));
+            }
+        }
+        // The end of the answer: end-of-turn where the model has one (chat models), else EOS.
+        let eos = model.end_of_turn().or(model.eos()).unwrap_or(Token(0));
+        let info = TokRxInfo {
+            vocab_size: n_vocab as u32,
+            tok_eos: eos.0 as u32,
+            tok_bos: model.bos().map(|t| t.0 as u32),
+            tok_pad: None,
+            tok_unk: None,
+            tok_end_of_turn: model.end_of_turn().map(|t| t.0 as u32),
+        };
+        let env: TokEnv = Arc::new(VocabularyEnv { trie: TokTrie::from(&info, &words) });
+        let mut factory =
+            ParserFactory::new_simple(&env).map_err(|e| ExtractError::Constraint(e.to_string()))?;
+        factory.quiet();
+        Ok(ConstraintFactory { factory, eos })
+    }
+
+    /// The token that ends an answer.
+    pub fn eos(&self) -> Token {
+        self.eos
+    }
+
+    /// A matcher that enforces `schema` (already carrying its `x-guidance` options).
+    pub fn json_matcher(&self, schema: &serde_json::Value) -> Result<DocumentConstraint, ExtractError> {
+        self.matcher(TopLevelGrammar::from_json_schema(schema.clone()))
+    }
+
+    /// A matcher for a Lark grammar.
+    pub fn lark_matcher(&self, grammar: &str) -> Result<DocumentConstraint, ExtractError> {
+        self.matcher(TopLevelGrammar::from_lark(grammar.to_string()))
+    }
+
+    fn matcher(&self, grammar: TopLevelGrammar) -> Result<DocumentConstraint, ExtractError> {
+        let parser =
+            self.factory.create_parser(grammar).map_err(|e| ExtractError::Constraint(e.to_string()))?;
+        let matcher = Matcher::new(Ok(parser));
+        if let Some(error) = matcher.get_error() {
+            return Err(ExtractError::Constraint(error));
+        }
+        Ok(DocumentConstraint { matcher })
+    }
+}
+
+/// The constraint state of one document being generated.
+#[derive(Clone)]
+pub struct DocumentConstraint {
+    matcher: Matcher,
+}
+
+impl DocumentConstraint {
+    /// Tokens allowed next.
+    pub fn allowed(&mut self) -> Result<SimpleVob, ExtractError> {
+        self.matcher.compute_mask().map_err(|e| ExtractError::Constraint(e.to_string()))
+    }
+
+    /// Records the chosen token.
+    pub fn accept(&mut self, token: Token) -> Result<(), ExtractError> {
+        self.matcher.consume_token(token.0 as u32).map_err(|e| ExtractError::Constraint(e.to_string()))
+    }
+
+    /// Tokens the grammar forces next, whatever the model would prefer (already accepted).
+    pub fn forced(&mut self) -> Vec<Token> {
+        self.matcher.consume_ff_tokens().into_iter().map(|t| Token(t as i32)).collect()
+    }
+
+    /// Whether the grammar has stopped (completed, or failed).
+    pub fn is_stopped(&self) -> bool {
+        self.matcher.is_stopped()
+    }
+
+    /// The matcher's error, if it failed.
+    pub fn error(&self) -> Option<String> {
+        self.matcher.get_error()
+    }
+
+    /// Undoes the last `n` accepted tokens.
+    pub fn rollback(&mut self, n: usize) -> Result<(), ExtractError> {
+        self.matcher.rollback(n).map_err(|e| ExtractError::Constraint(e.to_string()))
+    }
+}
