@@ -5,6 +5,8 @@
 #   REPS         repetitions per measurement (default 3; the mean is printed)
 #   LLAMA_BENCH  path to a llama-bench binary to run beside medllm, interleaved (optional;
 #                build one from any llama.cpp source with `cmake --build . --target llama-bench`)
+#   LLAMA_SERVER path to a llama-server binary: the extraction anchor is rerun on this
+#                machine (scripts/bench_llama_server.py) beside medllm (optional)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -76,3 +78,42 @@ if [ -n "${LLAMA_BENCH:-}" ]; then
   printf '| %-44s | %12s | %12s |\n' "llama-bench tg128 (interleaved)" "$ref_tg" "$(ratio "$ref_tg" "$engine_tg")"
   printf '| %-44s | %12s | %12s |\n' "generate greedy / llama-bench tg128" "" "$(ratio "$gen_greedy" "$ref_tg")"
 fi
+
+echo
+echo "## Extraction"
+# The 16 reports and schema on which the issues' anchors were measured (llama-server,
+# 4 slots: 39.2 docs/min, 2/16 valid, on a faster machine of this kind), then synthetic
+# reports with built-in schemas. docs/min from medllm's own summary line; valid and
+# grounded rates from eval-style counting of the records.
+extract_row() {
+  local label="$1"; shift
+  local out; out="$(mktemp)"
+  local summary
+  summary="$($medllm extract -m "$model" -t "$threads" "$@" -o "$out" 2>&1 | grep '^extracted')"
+  python3 - "$out" "$label" "$summary" <<'PY'
+import json, re, sys
+path, label, summary = sys.argv[1:]
+records = [json.loads(l) for l in open(path)]
+valid = sum(r["valid"] for r in records)
+grounded = sum(len(r["grounding"]) for r in records)
+strings = grounded + sum(len(r["ungrounded"]) for r in records)
+generated = sum(r["tokens"]["generated"] for r in records)
+m = re.search(r"in ([0-9.]+) s \(([0-9.]+) docs/min\)", summary)
+seconds, per_min = float(m.group(1)), float(m.group(2))
+print(f"| {label:<44} | {per_min:9.1f} | {valid:>3}/{len(records):<3} | {100*grounded/max(strings,1):7.1f}% | {generated/seconds:9.1f} |")
+PY
+  rm -f "$out"
+}
+printf '| %-44s | %9s | %7s | %8s | %9s |\n' "run" "docs/min" "valid" "grounded" "gen tok/s"
+printf '| %-44s | %9s | %7s | %8s | %9s |\n' "--------------------------------------------" "---------" "-------" "--------" "---------"
+for p in 1 4 8; do
+  extract_row "reports16, schema16, --parallel $p" --schema "$bench_dir/schema16.json" -P "$p" "$bench_dir/reports16.jsonl"
+done
+if [ -n "${LLAMA_SERVER:-}" ]; then
+  read -r per_min ok total < <(python3 scripts/bench_llama_server.py "$LLAMA_SERVER" "$model" "$bench_dir" "$threads")
+  printf '| %-44s | %9s | %7s | %8s | %9s |\n' "llama-server -np 4, json_schema (same machine)" "$per_min" "$ok/$total" "-" "-"
+fi
+dev=tests/fixtures/extract_dev/reports.jsonl
+for schema in discharge_summary clinic_note medication_list; do
+  extract_row "extract_dev (24), $schema, --parallel 4" --schema "$schema" -P 4 "$dev"
+done

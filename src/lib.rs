@@ -11,3 +11,6 @@ pub mod extract;
 pub mod generate;
 pub mod gguf;
 pub mod llama;
+
+#[cfg(test)]
+mod test_support;

@@ -69,7 +69,7 @@ pub(crate) fn run(args: DevArgs, global: &GlobalOptions) -> Result<Outcome> {
         }
         DevCommand::SyncDocs { docs } => {
             for command in DOCUMENTED_COMMANDS {
-                let page = docs.join(format!("{command}.md"));
+                let page = docs.join(doc_page(command));
                 let text = std::fs::read_to_string(&page)
                     .with_context(|| format!("cannot read {}", page.display()))?;
                 let help = help_of(command)?;
@@ -91,16 +91,25 @@ pub(crate) fn run(args: DevArgs, global: &GlobalOptions) -> Result<Outcome> {
 }
 
 /// Subcommands with a page under docs/ whose `--help` block must match the binary.
-pub const DOCUMENTED_COMMANDS: &[&str] = &["info", "generate"];
+pub const DOCUMENTED_COMMANDS: &[&str] = &["info", "generate", "extract", "eval extract"];
 /// Marks the start of the generated block in a docs page.
 pub const HELP_START: &str = "<!-- help:start -->";
 /// Marks its end.
 pub const HELP_END: &str = "<!-- help:end -->";
 
+/// The docs page of a (sub)command: `eval extract` → `eval-extract.md`.
+pub fn doc_page(command: &str) -> String {
+    format!("{}.md", command.replace(' ', "-"))
+}
+
 /// `medllm <command> --help`, as the binary prints it.
 pub fn help_of(command: &str) -> Result<String> {
     let exe = std::env::current_exe()?;
-    let output = std::process::Command::new(exe).args([command, "--help"]).env("COLUMNS", "100").output()?;
+    let output = std::process::Command::new(exe)
+        .args(command.split(' '))
+        .arg("--help")
+        .env("COLUMNS", "100")
+        .output()?;
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 

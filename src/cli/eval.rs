@@ -91,7 +91,7 @@ fn eval_extract(args: EvalExtractArgs, global: &GlobalOptions) -> Result<Outcome
                 examples: source.examples,
                 ..ExtractOptions::default()
             };
-            let mut extractor = Extractor::new(&model, OutputConstraint::Schema(schema), options)?;
+            let mut extractor = Extractor::new(&model, &[], OutputConstraint::Schema(schema), options)?;
             let docs = args.docs.clone().unwrap_or_default();
             let mut records = Vec::new();
             extractor

@@ -56,6 +56,10 @@ pub(crate) struct ExtractArgs {
     /// Mark records with string values not found in the source as invalid.
     #[arg(long)]
     require_grounding: bool,
+    /// String values (not categories, numbers or booleans) may only be passages copied
+    /// from the document, enforced while decoding: nothing can be invented.
+    #[arg(long, conflicts_with = "grammar")]
+    extractive: bool,
     /// Similarity (0-1) a fuzzy grounding match must reach.
     #[arg(long, value_name = "X", default_value_t = 0.85)]
     fuzzy_threshold: f32,
@@ -108,9 +112,8 @@ pub(crate) fn run(args: ExtractArgs, global: &GlobalOptions) -> Result<Outcome> 
     };
 
     let model = args.model.load_model()?;
-    if !args.model.lora.is_empty() {
-        anyhow::bail!("--lora with extract arrives with fine-tuning; run without it for now");
-    }
+    let adapters = args.model.load_adapters(&model)?;
+    let attached: Vec<_> = adapters.iter().map(|(a, s)| (a, *s)).collect();
     let context = args.model.context_params(1);
     let options = ExtractOptions {
         parallel: args.parallel.max(1),
@@ -121,10 +124,11 @@ pub(crate) fn run(args: ExtractArgs, global: &GlobalOptions) -> Result<Outcome> 
         threads: context.n_threads,
         fuzzy_threshold: args.fuzzy_threshold,
         require_grounding: args.require_grounding,
+        extractive: args.extractive,
         system: args.system.clone(),
         examples,
     };
-    let mut extractor = Extractor::new(&model, constraint, options)?;
+    let mut extractor = Extractor::new(&model, &attached, constraint, options)?;
 
     let show_progress = !global.quiet && std::io::stderr().is_terminal();
     let total = if show_progress && !args.inputs.iter().any(|p| p.as_os_str() == "-") {

@@ -35,6 +35,7 @@ impl TokenizerEnv for VocabularyEnv {
 /// Compiles grammars for one model and makes matchers from them.
 pub struct ConstraintFactory {
     factory: ParserFactory,
+    env: TokEnv,
     eos: Token,
 }
 
@@ -73,7 +74,19 @@ impl ConstraintFactory {
         let mut factory =
             ParserFactory::new_simple(&env).map_err(|e| ExtractError::Constraint(e.to_string()))?;
         factory.quiet();
-        Ok(ConstraintFactory { factory, eos })
+        Ok(ConstraintFactory { factory, env, eos })
+    }
+
+    /// Tokens for text the grammar forces: the model's own tokenization when it spells the
+    /// bytes exactly, else the longest vocabulary matches.
+    pub fn tokenize_forced(&self, model: &Model, bytes: &[u8]) -> Vec<Token> {
+        if let Ok(text) = std::str::from_utf8(bytes)
+            && let Ok(tokens) = model.tokenize(text, false, false)
+            && tokens.iter().flat_map(|t| model.token_piece(*t, false)).eq(bytes.iter().copied())
+        {
+            return tokens;
+        }
+        self.env.tok_trie().greedy_tokenize(bytes).into_iter().map(|t| Token(t as i32)).collect()
     }
 
     /// The token that ends an answer.
@@ -119,9 +132,15 @@ impl DocumentConstraint {
         self.matcher.consume_token(token.0 as u32).map_err(|e| ExtractError::Constraint(e.to_string()))
     }
 
-    /// Tokens the grammar forces next, whatever the model would prefer (already accepted).
-    pub fn forced(&mut self) -> Vec<Token> {
-        self.matcher.consume_ff_tokens().into_iter().map(|t| Token(t as i32)).collect()
+    /// Bytes the grammar forces next, whatever the model would prefer.
+    pub fn forced_bytes(&mut self) -> Vec<u8> {
+        self.matcher.compute_ff_bytes()
+    }
+
+    /// Accepts as many of `tokens` as the grammar allows, in order; returns how many.
+    pub fn accept_prefix(&mut self, tokens: &[Token]) -> Result<usize, ExtractError> {
+        let ids: Vec<u32> = tokens.iter().map(|t| t.0 as u32).collect();
+        self.matcher.try_consume_tokens(&ids).map_err(|e| ExtractError::Constraint(e.to_string()))
     }
 
     /// Whether the grammar has stopped (completed, or failed).

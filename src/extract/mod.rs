@@ -3,11 +3,15 @@
 //! documents are decoded together as sequences of one context.
 
 mod constraint;
+mod extractive;
 mod grounding;
 mod prompt;
 mod repeats;
 mod runner;
 mod schema;
+
+#[cfg(test)]
+mod tests;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -9,13 +9,14 @@ use llguidance::toktrie::SimpleVob;
 use serde_json::Value;
 
 use super::constraint::{ConstraintFactory, DocumentConstraint};
+use super::extractive::extractive_grammar;
 use super::grounding::ground;
 use super::prompt::{Example, PromptTemplate};
 use super::repeats::ArrayRepeatScanner;
 use super::schema::{ExtractionSchema, enum_pointers, matches_pattern};
 use super::{ExtractError, ExtractionRecord, TokenCounts};
 use crate::data::{Document, InputItem};
-use crate::llama::{Batch, Context, ContextParams, Model, Sampler, SamplingParams, Token};
+use crate::llama::{Batch, Context, ContextParams, LoraAdapter, Model, Sampler, SamplingParams, Token};
 
 /// How the output is constrained.
 #[derive(Debug, Clone)]
@@ -46,6 +47,8 @@ pub struct ExtractOptions {
     pub fuzzy_threshold: f32,
     /// Ungrounded string values make a record invalid.
     pub require_grounding: bool,
+    /// Free string values may only be passages of the document (schemas only).
+    pub extractive: bool,
     /// System instruction replacing the default.
     pub system: Option<String>,
     /// Few-shot examples placed in the shared prefix.
@@ -63,6 +66,7 @@ impl Default for ExtractOptions {
             threads: crate::llama::ContextParams::default().n_threads,
             fuzzy_threshold: 0.85,
             require_grounding: false,
+            extractive: false,
             system: None,
             examples: Vec::new(),
         }
@@ -127,9 +131,11 @@ struct Slot<'m> {
 }
 
 impl<'m> Extractor<'m> {
-    /// Prepares the constraint, the prompt and the context, and evaluates the shared prefix.
+    /// Prepares the constraint, the prompt and the context (with the LoRA `adapters`
+    /// attached, if any), and evaluates the shared prefix.
     pub fn new(
         model: &'m Model,
+        adapters: &[(&'m LoraAdapter<'m>, f32)],
         constraint: OutputConstraint,
         options: ExtractOptions,
     ) -> Result<Extractor<'m>, ExtractError> {
@@ -138,7 +144,11 @@ impl<'m> Extractor<'m> {
             OutputConstraint::Schema(schema) => {
                 let factory = ConstraintFactory::new(model)?;
                 // Compile once now, so a grammar error stops the run before any document.
-                factory.json_matcher(&schema.constraint_schema())?;
+                if options.extractive {
+                    factory.lark_matcher(&extractive_grammar(&schema.bounded, "a sample document")?)?;
+                } else {
+                    factory.json_matcher(&schema.constraint_schema())?;
+                }
                 let validator = jsonschema::validator_for(&schema.bounded)
                     .map_err(|e| ExtractError::Constraint(format!("schema does not validate: {e}")))?;
                 (Some(factory), Some(validator), schema.prompt_text.clone(), schema.max_output_bytes as usize)
@@ -177,6 +187,9 @@ impl<'m> Extractor<'m> {
             unified_kv: false,
         };
         let mut ctx = Context::new(model, &params)?;
+        if !adapters.is_empty() {
+            ctx.set_adapters(adapters)?;
+        }
         let prefix_seq = parallel as i32;
         let mut batch = Batch::new(512, 1);
         for (k, chunk) in template.prefix.chunks(512).enumerate() {
@@ -337,9 +350,13 @@ impl<'m> Extractor<'m> {
         let constraint = match &self.constraint {
             OutputConstraint::Schema(schema) => {
                 let factory = self.guidance.as_ref().expect("schema runs have a factory");
-                SlotConstraint::Guidance(Box::new(
-                    factory.json_matcher(&schema.constraint_schema()).map_err(fail)?,
-                ))
+                let matcher = if self.options.extractive {
+                    let grammar = extractive_grammar(&schema.bounded, &doc.text).map_err(fail)?;
+                    factory.lark_matcher(&grammar)
+                } else {
+                    factory.json_matcher(&schema.constraint_schema())
+                };
+                SlotConstraint::Guidance(Box::new(matcher.map_err(fail)?))
             }
             OutputConstraint::Gbnf(grammar) => SlotConstraint::Gbnf(
                 Sampler::with_grammar(self.model, &SamplingParams::greedy(), grammar, "root")
@@ -432,8 +449,10 @@ impl<'m> Extractor<'m> {
         Ok(())
     }
 
-    /// Accepts every token the grammar allows alone, until a real choice or the end.
+    /// Accepts the text the grammar forces (keys, punctuation), until a real choice or the
+    /// end; those tokens are then decoded in one batch, with no choice between them.
     fn follow_forced(&self, slot: &mut Slot<'m>, eos: Option<Token>) -> Result<(), ExtractError> {
+        let factory = self.guidance.as_ref().expect("schema runs have a factory");
         loop {
             let SlotConstraint::Guidance(constraint) = &mut slot.constraint else { return Ok(()) };
             if constraint.is_stopped() {
@@ -443,6 +462,22 @@ impl<'m> Extractor<'m> {
                 });
                 return Ok(());
             }
+            let forced = constraint.forced_bytes();
+            if !forced.is_empty() {
+                let room = self.budget.saturating_sub(slot.tokens.len());
+                let mut tokens = factory.tokenize_forced(self.model, &forced);
+                tokens.truncate(room);
+                let accepted = constraint.accept_prefix(&tokens)?;
+                for &token in &tokens[..accepted] {
+                    slot.output.extend(self.model.token_piece(token, false));
+                    slot.tokens.push(token);
+                    slot.token_ends.push(slot.output.len());
+                }
+                if accepted > 0 {
+                    continue;
+                }
+            }
+            let SlotConstraint::Guidance(constraint) = &mut slot.constraint else { return Ok(()) };
             let mask = constraint.allowed()?;
             match only_token(&mask) {
                 Some(token) if Some(token) == eos => {

@@ -1,23 +1,11 @@
 //! The wrapper on a tiny generated model: loading, tokens, determinism, several sequences
 //! in one context, adapters.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 
 use super::*;
 use crate::gguf::{GgmlType, MetadataValue, TensorSpec, TinyModelSpec, write_gguf, write_tiny_model};
-
-/// One tiny model per test process, in a folder that lives as long as the process.
-fn tiny_model_path() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
-        let path = dir.path().join("tiny.gguf");
-        write_tiny_model(&path, &TinyModelSpec::default()).unwrap();
-        path
-    })
-}
+use crate::test_support::tiny_model_path;
 
 fn tiny_model() -> Model {
     Model::load(tiny_model_path(), &ModelParams::default()).unwrap()

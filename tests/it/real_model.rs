@@ -44,3 +44,35 @@ fn smollm2_info_matches_the_published_model() {
     assert_eq!(summary.file_type.as_deref(), Some("Q4_1"));
     assert_eq!(summary.parameters, 134_515_008);
 }
+
+#[test]
+#[ignore = "needs the real model (scripts/fetch-model.sh); run by scripts/test.sh"]
+fn smollm2_extracts_age_and_sex_from_short_notes() {
+    let notes = [
+        (
+            "Clinic note. 62-year-old female with a three-day history of productive cough and fever. \
+             Former smoker. Assessment: community-acquired pneumonia.",
+            62,
+            "female",
+        ),
+        (
+            "Progress note: 57 yo M with COPD exacerbation, on prednisone 40 mg daily and azithromycin.",
+            57,
+            "male",
+        ),
+    ];
+    for (text, age, sex) in notes {
+        let output = medllm()
+            .args(["extract", "--schema", "clinic_note", "-m"])
+            .arg(real_model())
+            .write_stdin(text)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+        let record: medllm::extract::ExtractionRecord = serde_json::from_slice(&output.stdout).unwrap();
+        assert!(record.valid, "{:?}", record.error);
+        let data = record.data.unwrap();
+        assert_eq!(data["patient_age"], age, "{data}");
+        assert_eq!(data["sex"], sex, "{data}");
+    }
+}
