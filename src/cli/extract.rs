@@ -188,6 +188,15 @@ pub(crate) fn run(args: ExtractArgs, global: &GlobalOptions) -> Result<Outcome> 
             if summary.truncated > 0 { format!(", {} truncated", summary.truncated) } else { String::new() },
             summary.generated_tokens
         );
+        if global.verbose {
+            eprintln!(
+                "time: {:.2} s decoding in llama.cpp, {:.2} s choosing tokens (constraint, sampling, forced text): \
+                 the constraint costs {:.1}% of decoding",
+                summary.decode_seconds,
+                summary.choose_seconds,
+                100.0 * summary.choose_seconds / summary.decode_seconds.max(1e-9)
+            );
+        }
     }
     Ok(if summary.invalid > 0 { Outcome::SomeInputsFailed } else { Outcome::Success })
 }

@@ -84,6 +84,10 @@ pub struct RunSummary {
     pub truncated: usize,
     /// Tokens generated in all.
     pub generated_tokens: usize,
+    /// Seconds spent in llama.cpp decoding batches.
+    pub decode_seconds: f64,
+    /// Seconds spent choosing tokens: constraint masks, sampling, forced text, repeats.
+    pub choose_seconds: f64,
     /// Seconds from start to end.
     pub seconds: f64,
 }
@@ -286,15 +290,19 @@ impl<'m> Extractor<'m> {
                     }
                 }
             }
+            let decoding = Instant::now();
             self.ctx.decode(&batch).map_err(ExtractError::from)?;
+            summary.decode_seconds += decoding.elapsed().as_secs_f64();
 
             // Choose the next token of every sequence that has logits.
             for entry in slots.iter_mut() {
                 let Some(slot) = entry.as_mut() else { continue };
                 let Some(index) = slot.logits_at.take() else { continue };
+                let choosing = Instant::now();
                 if let Err(e) = self.step(slot, index, &mut rng) {
                     slot.finished = Some(Err(e.to_string()));
                 }
+                summary.choose_seconds += choosing.elapsed().as_secs_f64();
                 if slot.finished.is_some() {
                     let slot = entry.take().expect("checked above");
                     let record = self.finish(slot);

@@ -19,6 +19,15 @@ fn documents(n: usize) -> Vec<InputItem> {
         .collect()
 }
 
+/// The text of the test document `docN`.
+fn text_of(id: &str) -> String {
+    let index: usize = id.trim_start_matches("doc").parse().unwrap();
+    match &documents(index + 1)[index] {
+        InputItem::Document(d) => d.text.clone(),
+        InputItem::Failed { .. } => unreachable!("test documents are documents"),
+    }
+}
+
 fn run(
     model: &Model,
     schema: &ExtractionSchema,
@@ -103,15 +112,8 @@ fn grounding_spans_point_into_the_source() {
         ..ExtractOptions::default()
     };
     let docs = documents(4);
-    let texts: Vec<String> = docs
-        .iter()
-        .map(|d| match d {
-            InputItem::Document(d) => d.text.clone(),
-            InputItem::Failed { .. } => unreachable!(),
-        })
-        .collect();
     for record in run(&model, &schema, options, docs) {
-        let text = &texts[record.id.trim_start_matches("doc").parse::<usize>().unwrap()];
+        let text = text_of(&record.id);
         for span in &record.grounding {
             let passage: String = text.chars().skip(span.start).take(span.end - span.start).collect();
             assert_eq!(passage, span.text);
@@ -163,16 +165,9 @@ fn extractive_values_are_passages_of_the_document() {
             ..ExtractOptions::default()
         };
         let docs = documents(4);
-        let texts: Vec<String> = docs
-            .iter()
-            .map(|d| match d {
-                InputItem::Document(d) => d.text.clone(),
-                InputItem::Failed { .. } => unreachable!(),
-            })
-            .collect();
         for record in run(&model, &schema, options, docs) {
             assert!(record.valid, "seed {seed}: {:?}", record.error);
-            let text = &texts[record.id.trim_start_matches("doc").parse::<usize>().unwrap()];
+            let text = text_of(&record.id);
             walk_strings(record.data.as_ref().unwrap(), &mut String::new(), &mut |path, value| {
                 if categories.iter().any(|p| schema::matches_pattern(p, path)) {
                     return;
