@@ -26,4 +26,5 @@ History of type 2 diabetes and chronic kidney disease stage 3. Treated with ceft
 Discharge medications: amoxicillin 1 g PO three times daily for 5 days, metformin 500 mg PO twice daily.
 Allergies: sulfa (rash). Discharged home. Follow up with her primary care physician in one week.
 NOTE
-$medllm extract -m "$model" --schema discharge_summary /tmp/medllm-demo-note.txt | python3 -m json.tool
+# --extractive: every string value must be a passage of the note; nothing can be invented.
+$medllm extract -m "$model" --schema discharge_summary --extractive /tmp/medllm-demo-note.txt | python3 -m json.tool

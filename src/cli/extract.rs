@@ -138,7 +138,14 @@ pub(crate) fn run(args: ExtractArgs, global: &GlobalOptions) -> Result<Outcome> 
     };
     let progress = show_progress.then(|| progress_bar(total));
 
-    let mut buffered: Vec<u8> = Vec::new();
+    // Records go to stdout as they finish, or into --out, which appears whole at the end.
+    let mut out_file = match &args.out {
+        Some(path) => Some(
+            crate::atomic_file::AtomicWriter::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        ),
+        None => None,
+    };
     let mut stdout = std::io::stdout().lock();
     let mut invalid = 0usize;
     let started = std::time::Instant::now();
@@ -147,9 +154,9 @@ pub(crate) fn run(args: ExtractArgs, global: &GlobalOptions) -> Result<Outcome> 
             invalid += 1;
         }
         let line = serde_json::to_string(&record).map_err(std::io::Error::other)?;
-        if args.out.is_some() {
-            buffered.extend_from_slice(line.as_bytes());
-            buffered.push(b'\n');
+        if let Some(file) = &mut out_file {
+            file.write_all(line.as_bytes())?;
+            file.write_all(b"\n")?;
         } else {
             stdout.write_all(line.as_bytes())?;
             stdout.write_all(b"\n")?;
@@ -173,9 +180,8 @@ pub(crate) fn run(args: ExtractArgs, global: &GlobalOptions) -> Result<Outcome> 
     if let Some(bar) = &progress {
         bar.finish_and_clear();
     }
-    if let Some(out) = &args.out {
-        crate::atomic_file::write_atomically(out, |f| f.write_all(&buffered))
-            .with_context(|| format!("cannot write {}", out.display()))?;
+    if let (Some(file), Some(path)) = (out_file, &args.out) {
+        file.commit().with_context(|| format!("cannot write {}", path.display()))?;
     }
     if !global.quiet {
         let per_minute = summary.documents as f64 / (summary.seconds / 60.0).max(1e-9);
