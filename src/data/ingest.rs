@@ -120,7 +120,9 @@ fn walk_folder(dir: &Path) -> Result<Vec<PathBuf>, String> {
     entries.sort();
     let mut files = Vec::new();
     for path in entries {
-        if path.is_dir() {
+        // Symbolic links to folders are not followed: a link loop would never end.
+        let is_real_dir = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        if is_real_dir {
             files.extend(walk_folder(&path)?);
         } else if matches!(extension(&path).as_str(), "txt" | "md" | "jsonl" | "csv") {
             files.push(path);
@@ -306,9 +308,14 @@ fn csv_documents(file: File, source: &str, options: &InputOptions) -> Box<dyn It
         Err(e) => return one(InputItem::Failed { id: source.into(), error: format!("bad CSV header: {e}") }),
     };
     let Some(text_index) = headers.iter().position(|h| *h == options.text_column) else {
+        // Column names are not echoed: without a header row they would be a patient's note.
         return one(InputItem::Failed {
             id: source.into(),
-            error: format!("no column \"{}\" (columns: {})", options.text_column, headers.join(", ")),
+            error: format!(
+                "no column \"{}\" in the header row ({} columns); see --text-column",
+                options.text_column,
+                headers.len()
+            ),
         });
     };
     let id_index = headers.iter().position(|h| *h == options.id_column);
@@ -431,6 +438,25 @@ mod tests {
             })
             .collect();
         assert_eq!(texts, vec!["first", "second", "error: empty document", "third \u{fffd}"]);
+    }
+
+    #[test]
+    fn folder_link_loops_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "note").unwrap();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).unwrap();
+        let items = collect(&[dir.path().to_path_buf()]);
+        assert_eq!(items.len(), 1);
+    }
+
+    #[test]
+    fn a_missing_column_is_reported_without_echoing_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no-header.csv");
+        std::fs::write(&path, "Pt seen for chest pain,stable\nsecond,row\n").unwrap();
+        let items = collect(std::slice::from_ref(&path));
+        let InputItem::Failed { error, .. } = &items[0] else { panic!("expected an error") };
+        assert!(error.contains("2 columns") && !error.contains("chest pain"), "{error}");
     }
 
     #[test]

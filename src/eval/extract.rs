@@ -17,10 +17,19 @@ use crate::extract::ExtractionRecord;
 /// A gold line: the id and the expected data.
 #[derive(Debug, Clone, Deserialize)]
 pub struct GoldRecord {
-    /// Document id.
+    /// Document id (a number is taken as its decimal text, as input ids are).
+    #[serde(deserialize_with = "id_text")]
     pub id: String,
     /// Expected extraction.
     pub data: Value,
+}
+
+fn id_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        _ => Err(serde::de::Error::custom("id must be a string or a number")),
+    }
 }
 
 /// Counts and scores of one field.

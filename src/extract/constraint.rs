@@ -8,6 +8,12 @@ use llguidance::toktrie::{self, SimpleVob, TokEnv, TokRxInfo, TokTrie, Tokenizer
 use llguidance::{Matcher, ParserFactory};
 
 use super::ExtractError;
+
+/// The first line of an llguidance message: the kind of failure, without the context
+/// lines it may quote.
+fn first_line(message: impl ToString) -> String {
+    message.to_string().lines().next().unwrap_or("").to_string()
+}
 use crate::llama::{Model, Token};
 
 /// The model's vocabulary as llguidance sees it: the bytes of every token, with control
@@ -72,8 +78,11 @@ impl ConstraintFactory {
         };
         let env: TokEnv = Arc::new(VocabularyEnv { trie: TokTrie::from(&info, &words) });
         let mut factory =
-            ParserFactory::new_simple(&env).map_err(|e| ExtractError::Constraint(e.to_string()))?;
+            ParserFactory::new_simple(&env).map_err(|e| ExtractError::Constraint(first_line(e)))?;
         factory.quiet();
+        // Verbose errors quote the generated text and grammar lines (which, under
+        // --extractive, hold the document): patient data stays out of messages.
+        factory.limits_mut().verbose_errors = false;
         Ok(ConstraintFactory { factory, env, eos })
     }
 
@@ -106,10 +115,10 @@ impl ConstraintFactory {
 
     fn matcher(&self, grammar: TopLevelGrammar) -> Result<DocumentConstraint, ExtractError> {
         let parser =
-            self.factory.create_parser(grammar).map_err(|e| ExtractError::Constraint(e.to_string()))?;
+            self.factory.create_parser(grammar).map_err(|e| ExtractError::Constraint(first_line(e)))?;
         let matcher = Matcher::new(Ok(parser));
         if let Some(error) = matcher.get_error() {
-            return Err(ExtractError::Constraint(error));
+            return Err(ExtractError::Constraint(first_line(error)));
         }
         Ok(DocumentConstraint { matcher })
     }
@@ -124,12 +133,12 @@ pub struct DocumentConstraint {
 impl DocumentConstraint {
     /// Tokens allowed next.
     pub fn allowed(&mut self) -> Result<SimpleVob, ExtractError> {
-        self.matcher.compute_mask().map_err(|e| ExtractError::Constraint(e.to_string()))
+        self.matcher.compute_mask().map_err(|e| ExtractError::Constraint(first_line(e)))
     }
 
     /// Records the chosen token.
     pub fn accept(&mut self, token: Token) -> Result<(), ExtractError> {
-        self.matcher.consume_token(token.0 as u32).map_err(|e| ExtractError::Constraint(e.to_string()))
+        self.matcher.consume_token(token.0 as u32).map_err(|e| ExtractError::Constraint(first_line(e)))
     }
 
     /// Bytes the grammar forces next, whatever the model would prefer.
@@ -140,7 +149,7 @@ impl DocumentConstraint {
     /// Accepts as many of `tokens` as the grammar allows, in order; returns how many.
     pub fn accept_prefix(&mut self, tokens: &[Token]) -> Result<usize, ExtractError> {
         let ids: Vec<u32> = tokens.iter().map(|t| t.0 as u32).collect();
-        self.matcher.try_consume_tokens(&ids).map_err(|e| ExtractError::Constraint(e.to_string()))
+        self.matcher.try_consume_tokens(&ids).map_err(|e| ExtractError::Constraint(first_line(e)))
     }
 
     /// Whether the grammar has stopped (completed, or failed).
@@ -148,13 +157,13 @@ impl DocumentConstraint {
         self.matcher.is_stopped()
     }
 
-    /// The matcher's error, if it failed.
+    /// The matcher's error, if it failed (its first line only).
     pub fn error(&self) -> Option<String> {
-        self.matcher.get_error()
+        self.matcher.get_error().map(first_line)
     }
 
     /// Undoes the last `n` accepted tokens.
     pub fn rollback(&mut self, n: usize) -> Result<(), ExtractError> {
-        self.matcher.rollback(n).map_err(|e| ExtractError::Constraint(e.to_string()))
+        self.matcher.rollback(n).map_err(|e| ExtractError::Constraint(first_line(e)))
     }
 }

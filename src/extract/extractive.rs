@@ -32,8 +32,8 @@ pub fn extractive_grammar(schema: &Value, document: &str) -> Result<String, Extr
     }
     grammar.push_str(&format!("PASSAGE: %regex {{\"substring_chars\": {source}}}\n"));
     // A passage also keeps the string's maxLength: both must hold.
-    for length in &builder.lengths {
-        grammar.push_str(&format!("PASSAGE{length}: PASSAGE & /(?s:.{{0,{length}}})/\n"));
+    for (min, max) in &builder.lengths {
+        grammar.push_str(&format!("PASSAGE{min}_{max}: PASSAGE & /(?s:.{{{min},{max}}})/\n"));
     }
     Ok(grammar)
 }
@@ -41,8 +41,8 @@ pub fn extractive_grammar(schema: &Value, document: &str) -> Result<String, Extr
 struct GrammarBuilder<'s> {
     root: &'s Value,
     rules: Vec<(String, String)>,
-    /// The maxLength values strings use, one lexeme each.
-    lengths: Vec<u64>,
+    /// The (minLength, maxLength) pairs strings use, one lexeme each.
+    lengths: Vec<(u64, u64)>,
 }
 
 impl GrammarBuilder<'_> {
@@ -94,11 +94,12 @@ impl GrammarBuilder<'_> {
         for t in types {
             alternatives.push(match t.as_str() {
                 "string" => {
-                    let length = object.get("maxLength").and_then(Value::as_u64).unwrap_or(200);
-                    if !self.lengths.contains(&length) {
-                        self.lengths.push(length);
+                    let max = object.get("maxLength").and_then(Value::as_u64).unwrap_or(200);
+                    let min = object.get("minLength").and_then(Value::as_u64).unwrap_or(0).min(max);
+                    if !self.lengths.contains(&(min, max)) {
+                        self.lengths.push((min, max));
                     }
-                    format!("\"\\\"\" PASSAGE{length} \"\\\"\"")
+                    format!("\"\\\"\" PASSAGE{min}_{max} \"\\\"\"")
                 }
                 "null" => "\"null\"".to_string(),
                 "object" => self.object(object, depth)?,
@@ -179,10 +180,10 @@ mod tests {
             "meds":{"type":"array","maxItems":3,"items":{"type":"object","properties":{"name":{"type":"string"}}}}}});
         let grammar = extractive_grammar(&schema, "Pt \"A\" has\ncough").unwrap();
         assert!(grammar.contains("PASSAGE: %regex {\"substring_chars\": \"Pt  A  has cough\"}"), "{grammar}");
-        assert!(grammar.contains("PASSAGE50: PASSAGE & /(?s:.{0,50})/"), "{grammar}");
+        assert!(grammar.contains("PASSAGE0_50: PASSAGE & /(?s:.{0,50})/"), "{grammar}");
         assert!(grammar.contains("%json {\"type\":\"integer\""), "{grammar}");
         assert!(grammar.contains("\"enum\":[\"male\",\"female\"]"), "{grammar}");
-        assert!(grammar.contains("\"\\\"\" PASSAGE50 \"\\\"\" | \"null\""), "{grammar}");
+        assert!(grammar.contains("\"\\\"\" PASSAGE0_50 \"\\\"\" | \"null\""), "{grammar}");
         assert!(grammar.contains("{0,2}"), "{grammar}");
     }
 }
@@ -207,7 +208,7 @@ mod engine_tests {
 
     #[test]
     fn only_passages_of_the_document_within_max_length() {
-        let schema = json!({"type":"object","properties":{"dx":{"type":["string","null"],"maxLength":12},
+        let schema = json!({"type":"object","properties":{"dx":{"type":["string","null"],"minLength":2,"maxLength":12},
             "n":{"type":"integer"}}});
         let grammar = extractive_grammar(&schema, "Dx: community-acquired pneumonia. Cough.").unwrap();
         assert!(accepts(&grammar, r#"{"dx":"pneumonia","n":3}"#));
@@ -215,5 +216,6 @@ mod engine_tests {
         assert!(!accepts(&grammar, r#"{"dx":"influenza","n":3}"#), "not in the document");
         assert!(!accepts(&grammar, r#"{"dx":"community-acquired","n":3}"#), "longer than maxLength");
         assert!(!accepts(&grammar, r#"{"dx": "pneumonia","n":3}"#), "no free whitespace");
+        assert!(!accepts(&grammar, r#"{"dx":"D","n":3}"#), "shorter than minLength");
     }
 }

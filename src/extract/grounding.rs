@@ -173,13 +173,14 @@ pub fn walk_strings(value: &Value, pointer: &mut String, visit: &mut dyn FnMut(&
 }
 
 /// Lower case, whitespace runs as one space; returns the chars and, for each, the index
-/// of the input char it came from.
+/// of the input char it came from. Quotes and backslashes count as space: `--extractive`
+/// copies passages with them blanked out.
 fn normalize(chars: impl Iterator<Item = char>) -> (Vec<char>, Vec<usize>) {
     let mut out = Vec::new();
     let mut origin = Vec::new();
     let mut in_space = false;
     for (i, c) in chars.enumerate() {
-        if c.is_whitespace() {
+        if c.is_whitespace() || c == '"' || c == '\\' {
             if !in_space && !out.is_empty() {
                 out.push(' ');
                 origin.push(i);

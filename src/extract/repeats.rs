@@ -81,6 +81,11 @@ impl ArrayRepeatScanner {
         None
     }
 
+    /// Whether the scanned output ends inside a string.
+    pub fn in_string(&self) -> bool {
+        self.in_string
+    }
+
     fn begin_item(&mut self, at: usize) {
         if let Some(top) = self.stack.last_mut()
             && top.is_array

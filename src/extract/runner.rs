@@ -182,8 +182,14 @@ impl<'m> Extractor<'m> {
             );
         }
         let n_seq = parallel as u32 + 1;
+        let n_ctx = options.ctx_per_sequence.checked_mul(n_seq).ok_or_else(|| {
+            ExtractError::Prompt(format!(
+                "--ctx {} × {n_seq} sequences is too large",
+                options.ctx_per_sequence
+            ))
+        })?;
         let params = ContextParams {
-            n_ctx: options.ctx_per_sequence * n_seq,
+            n_ctx,
             n_batch: 512,
             n_ubatch: 512,
             n_seq_max: n_seq,
@@ -411,6 +417,7 @@ impl<'m> Extractor<'m> {
                 let mut mask = mask;
                 // A token repeated many times in a row is a loop ("2000000…"), not data.
                 if let Some(&last) = slot.tokens.last()
+                    && slot.repeats.in_string()
                     && slot.tokens.len() >= MAX_TOKEN_RUN
                     && slot.tokens[slot.tokens.len() - MAX_TOKEN_RUN..].iter().all(|&t| t == last)
                     && mask.num_set() > 1
@@ -545,10 +552,16 @@ impl<'m> Extractor<'m> {
             self.push_token(slot, token)?;
             rest = &rest[len..];
         }
-        // Drop from the KV cache what was decoded past the kept tokens.
+        // Drop from the KV cache what was decoded past the kept tokens. A cache that cannot
+        // cut a sequence part-way (recurrent and hybrid models) keeps the repeat instead.
         if keep < decoded {
             let from = slot.pos - (decoded - keep) as i32;
-            self.ctx.remove_positions(slot.seq, Some(from), None);
+            if !self.ctx.remove_positions(slot.seq, Some(from), None) {
+                let SlotConstraint::Guidance(constraint) = &mut slot.constraint else { unreachable!() };
+                (*constraint, slot.tokens, slot.token_ends, slot.output) = saved;
+                slot.repeats.scan(&slot.output);
+                return Ok(false);
+            }
             slot.pos = from;
         }
         slot.next_mask = None;
@@ -617,8 +630,9 @@ fn validation_error(validator: &jsonschema::Validator, value: &Value) -> Option<
     })
 }
 
-/// Longest run of one token that decoding allows (runs of forced tokens aside).
-const MAX_TOKEN_RUN: usize = 6;
+/// Longest run of one token that decoding allows inside a string (runs of forced tokens
+/// aside). Numbers are left alone: tokenizers that split digits make `10000000` a run.
+const MAX_TOKEN_RUN: usize = 8;
 
 /// The one token a mask allows, if it allows exactly one.
 fn only_token(mask: &SimpleVob) -> Option<Token> {

@@ -430,6 +430,8 @@ fn max_bytes(node: &Value, root: &Value, pointer: &str, refs: &mut Vec<String>) 
     if types.is_empty() {
         return Err(unbounded("no type: the schema accepts any value; give it a type"));
     }
+    // Past this, a bound means nothing: the schema is unbounded in practice.
+    const TOO_LARGE: u64 = 1 << 40;
     let mut best = 0u64;
     for t in &types {
         let bytes = match t.as_str() {
@@ -441,13 +443,16 @@ fn max_bytes(node: &Value, root: &Value, pointer: &str, refs: &mut Vec<String>) 
             "number" => 32,
             "string" => {
                 let max_len = object.get("maxLength").and_then(Value::as_u64).unwrap_or(0);
-                2 + 4 * max_len
+                max_len.saturating_mul(4).saturating_add(2)
             }
             "array" => array_bytes(object, root, pointer, refs)?,
             "object" => object_bytes(object, root, pointer, refs)?,
             other => return Err(unbounded(&format!("unknown type {other}"))),
         };
         best = best.max(bytes);
+    }
+    if best >= TOO_LARGE {
+        return Err(unbounded(&format!("the bounds allow {best} bytes of output")));
     }
     Ok(best)
 }
@@ -462,8 +467,8 @@ fn array_bytes(
         object.get("prefixItems").and_then(Value::as_array).into_iter().flatten().collect();
     let max_items = object.get("maxItems").and_then(Value::as_u64).unwrap_or(prefix.len() as u64);
     let mut total = 2u64;
-    for (i, item) in prefix.iter().enumerate().take(max_items as usize) {
-        total += max_bytes(item, root, &format!("{pointer}/prefixItems/{i}"), refs)? + 1;
+    for (i, item) in prefix.iter().enumerate().take(max_items.min(usize::MAX as u64) as usize) {
+        total = total.saturating_add(max_bytes(item, root, &format!("{pointer}/prefixItems/{i}"), refs)? + 1);
     }
     let rest = max_items.saturating_sub(prefix.len() as u64);
     if rest > 0 {
@@ -473,7 +478,8 @@ fn array_bytes(
             None => None,
         };
         if let Some(item) = item {
-            total += rest * (max_bytes(item, root, &format!("{pointer}/items"), refs)? + 1);
+            let each = max_bytes(item, root, &format!("{pointer}/items"), refs)?.saturating_add(1);
+            total = total.saturating_add(rest.saturating_mul(each));
         }
     }
     Ok(total)
@@ -508,7 +514,7 @@ fn object_bytes(
             None => 64,
         };
         // An invented key is a string too: bounded like any other.
-        total += extra * (2 + 4 * 64 + 1 + value_bytes + 1);
+        total = total.saturating_add(extra.saturating_mul(value_bytes.saturating_add(2 + 4 * 64 + 2)));
     }
     Ok(total)
 }

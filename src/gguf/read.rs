@@ -14,6 +14,11 @@ const MAGIC: &[u8; 4] = b"GGUF";
 const MAX_DIMS: u32 = 4;
 /// Nesting of arrays inside arrays that we accept (GGUF writers use one level).
 const MAX_ARRAY_DEPTH: u32 = 2;
+/// Elements reserved up front for a count read from the file; beyond that vectors grow as
+/// elements are actually read, so a corrupt count cannot reserve more than the file holds.
+const PREALLOCATE_AT_MOST: u64 = 4096;
+/// The longest string we read (chat templates are kilobytes; 64 MiB is far beyond).
+const MAX_STRING_BYTES: u64 = 64 << 20;
 
 /// A GGUF file's header, read without loading tensor data.
 #[derive(Debug, Clone)]
@@ -99,7 +104,7 @@ impl HeaderReader {
         self.check_count(kv_count, 12, "metadata entries")?;
         self.check_count(tensor_count, 24, "tensor records")?;
 
-        let mut metadata = Vec::with_capacity(kv_count as usize);
+        let mut metadata = Vec::with_capacity(kv_count.min(PREALLOCATE_AT_MOST) as usize);
         for _ in 0..kv_count {
             let key = self.string()?;
             let value_type = self.u32()?;
@@ -114,7 +119,7 @@ impl HeaderReader {
             None => 32,
         };
 
-        let mut tensors = Vec::with_capacity(tensor_count as usize);
+        let mut tensors = Vec::with_capacity(tensor_count.min(PREALLOCATE_AT_MOST) as usize);
         for _ in 0..tensor_count {
             tensors.push(self.tensor_record()?);
         }
@@ -203,7 +208,7 @@ impl HeaderReader {
                 let item_type = self.u32()?;
                 let len = self.u64()?;
                 self.check_count(len, min_value_size(item_type), "array items")?;
-                let mut items = Vec::with_capacity(len as usize);
+                let mut items = Vec::with_capacity(len.min(PREALLOCATE_AT_MOST) as usize);
                 for _ in 0..len {
                     items.push(self.value(item_type, depth + 1)?);
                 }
@@ -231,6 +236,9 @@ impl HeaderReader {
     fn string(&mut self) -> Result<String, GgufError> {
         let len = self.u64()?;
         self.check_count(len, 1, "string bytes")?;
+        if len > MAX_STRING_BYTES {
+            return Err(self.invalid(format!("a string of {len} bytes")));
+        }
         let mut bytes = vec![0u8; len as usize];
         self.read_exact(&mut bytes)?;
         String::from_utf8(bytes).map_err(|_| self.invalid("a string is not UTF-8".to_string()))

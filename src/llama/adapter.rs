@@ -1,7 +1,6 @@
 //! A LoRA adapter loaded for a model. It borrows the model: an adapter cannot outlive
 //! the weights it modifies.
 
-use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 
@@ -14,7 +13,7 @@ use crate::gguf::GgufFile;
 pub struct LoraAdapter<'m> {
     ptr: NonNull<llama_sys::llama_adapter_lora>,
     path: PathBuf,
-    _model: PhantomData<&'m Model>,
+    model: &'m Model,
 }
 
 impl<'m> LoraAdapter<'m> {
@@ -35,15 +34,22 @@ impl<'m> LoraAdapter<'m> {
             )));
         }
         let c_path = path_to_cstring(path)?;
-        // SAFETY: the model pointer is valid for 'm; `c_path` is NUL-terminated; null
+        let _exclusive = model.adapters_write();
+        // SAFETY: the model pointer is valid for 'm; `c_path` is NUL-terminated; the write
+        // lock keeps contexts of other threads from reading the adapter set meanwhile; null
         // (llama.cpp found shapes or names it cannot use) is handled below.
         let ptr = unsafe { llama_sys::llama_adapter_lora_init(model.as_ptr(), c_path.as_ptr()) };
         let ptr = NonNull::new(ptr).ok_or_else(|| LlamaError::AdapterLoad { path: path.to_path_buf() })?;
-        Ok(LoraAdapter { ptr, path: path.to_path_buf(), _model: PhantomData })
+        Ok(LoraAdapter { ptr, path: path.to_path_buf(), model })
     }
 
     pub(crate) fn as_ptr(&self) -> *mut llama_sys::llama_adapter_lora {
         self.ptr.as_ptr()
+    }
+
+    /// The model this adapter was loaded for.
+    pub fn model(&self) -> &'m Model {
+        self.model
     }
 
     /// The file it was loaded from.
@@ -54,8 +60,9 @@ impl<'m> LoraAdapter<'m> {
 
 impl Drop for LoraAdapter<'_> {
     fn drop(&mut self) {
+        let _exclusive = self.model.adapters_write();
         // SAFETY: `ptr` came from llama_adapter_lora_init and is freed exactly once, before
-        // its model (the borrow guarantees the model is still alive).
+        // its model (the borrow guarantees the model is still alive), under the write lock.
         unsafe { llama_sys::llama_adapter_lora_free(self.ptr.as_ptr()) }
     }
 }

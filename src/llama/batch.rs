@@ -17,10 +17,15 @@ unsafe impl Send for Batch {}
 impl Batch {
     /// A batch with room for `capacity` tokens, each in up to `n_seq_max` sequences.
     pub fn new(capacity: usize, n_seq_max: usize) -> Batch {
-        let capacity = capacity.max(1);
-        let n_seq_max = n_seq_max.max(1);
-        // SAFETY: allocates arrays for `capacity` tokens; freed exactly once in Drop.
+        let capacity = capacity.clamp(1, i32::MAX as usize);
+        let n_seq_max = n_seq_max.clamp(1, i32::MAX as usize);
+        // SAFETY: allocates arrays for `capacity` tokens (both counts fit i32); freed exactly
+        // once in Drop.
         let mut raw = unsafe { llama_sys::llama_batch_init(capacity as i32, 0, n_seq_max as i32) };
+        assert!(
+            !raw.token.is_null() && !raw.pos.is_null() && !raw.seq_id.is_null() && !raw.logits.is_null(),
+            "out of memory allocating a batch of {capacity} tokens"
+        );
         raw.n_tokens = 0;
         Batch { raw, capacity, n_seq_max }
     }
@@ -96,6 +101,17 @@ impl Batch {
             self.add(*token, start + k as i32, &[seq], logits_last && last)?;
         }
         Ok(())
+    }
+
+    /// Every sequence id used by the batch's tokens.
+    pub(crate) fn sequences(&self) -> impl Iterator<Item = i32> + '_ {
+        (0..self.len()).flat_map(move |i| {
+            // SAFETY: `i < len <= capacity`; entries below `len` were written by `add`, which
+            // stored `n_seq_id[i]` ids behind `seq_id[i]`.
+            let (ids, n) = unsafe { (*self.raw.seq_id.add(i), *self.raw.n_seq_id.add(i)) };
+            // SAFETY: as above: `n` ids were written behind `ids`.
+            (0..n as usize).map(move |k| unsafe { *ids.add(k) })
+        })
     }
 
     pub(crate) fn raw(&self) -> llama_sys::llama_batch {

@@ -85,8 +85,10 @@ impl<'m> Context<'m> {
         raw.n_threads_batch = params.n_threads_batch;
         raw.no_perf = false;
         raw.kv_unified = params.unified_kv;
+        let _shared = model.adapters_read();
         // SAFETY: the model pointer is valid for 'm, which outlives the context; `raw` is
-        // a complete parameter struct; null (failure) is handled below.
+        // a complete parameter struct; the read lock keeps the adapter set still; null
+        // (failure) is handled below.
         let ptr = unsafe { llama_sys::llama_init_from_model(model.as_ptr(), raw) };
         let ptr = NonNull::new(ptr).ok_or(LlamaError::ContextCreate { n_ctx: params.n_ctx })?;
         Ok(Context { ptr, model, n_vocab: model.n_vocab(), _not_sync: PhantomData })
@@ -141,8 +143,14 @@ impl<'m> Context<'m> {
         if batch.len() > n_batch {
             return Err(LlamaError::BatchTooLarge { n_tokens: batch.len(), n_batch });
         }
+        let max_seq = self.n_seq_max() as i32;
+        if let Some(seq) = batch.sequences().find(|s| *s < 0 || *s >= max_seq) {
+            return Err(LlamaError::BadSequence { seq, n_seq_max: max_seq as u32 });
+        }
+        let _shared = self.model.adapters_read();
         // SAFETY: the context is valid; `batch.raw()` describes `batch.len()` initialised
-        // entries whose arrays stay alive for the call (the batch is borrowed).
+        // entries whose arrays stay alive for the call (the batch is borrowed); every
+        // sequence id is in range (checked above); the adapter set is held still.
         let status = unsafe { llama_sys::llama_decode(self.ptr.as_ptr(), batch.raw()) };
         match status {
             0 => Ok(()),
@@ -177,10 +185,19 @@ impl<'m> Context<'m> {
         unsafe { llama_sys::llama_memory_clear(self.memory(), true) }
     }
 
+    fn has_sequence(&self, seq: i32) -> bool {
+        seq >= 0 && (seq as u32) < self.n_seq_max()
+    }
+
     /// Removes positions `[from, to)` of sequence `seq` (`None` = open end). Returns false
-    /// when the cache cannot remove a partial range (recurrent models).
+    /// when the cache cannot remove a partial range (recurrent models) or `seq` is not a
+    /// sequence of this context.
     pub fn remove_positions(&mut self, seq: i32, from: Option<i32>, to: Option<i32>) -> bool {
-        // SAFETY: the memory handle belongs to this live context; -1 means "open".
+        if !self.has_sequence(seq) {
+            return false;
+        }
+        // SAFETY: the memory handle belongs to this live context; `seq` is in range (llama.cpp
+        // asserts otherwise); -1 means "open".
         unsafe { llama_sys::llama_memory_seq_rm(self.memory(), seq, from.unwrap_or(-1), to.unwrap_or(-1)) }
     }
 
@@ -207,6 +224,12 @@ impl<'m> Context<'m> {
 
     /// Attaches LoRA adapters with their scales, replacing any attached before.
     pub fn set_adapters(&mut self, adapters: &[(&'m LoraAdapter<'m>, f32)]) -> Result<(), LlamaError> {
+        if let Some((adapter, _)) = adapters.iter().find(|(a, _)| !std::ptr::eq(a.model(), self.model)) {
+            return Err(LlamaError::AdapterMismatch {
+                path: adapter.path().to_path_buf(),
+                reason: "it was loaded for another model".into(),
+            });
+        }
         let mut ptrs: Vec<*mut llama_sys::llama_adapter_lora> =
             adapters.iter().map(|(a, _)| a.as_ptr()).collect();
         let mut scales: Vec<f32> = adapters.iter().map(|(_, s)| *s).collect();

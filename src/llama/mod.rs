@@ -79,6 +79,14 @@ pub enum LlamaError {
         /// Tokens in the batch.
         n_tokens: usize,
     },
+    /// A batch names a sequence the context does not have.
+    #[error("sequence {seq} is not one of the context's {n_seq_max} sequences")]
+    BadSequence {
+        /// The sequence id.
+        seq: i32,
+        /// Sequences the context holds.
+        n_seq_max: u32,
+    },
     /// A batch larger than the context accepts in one call.
     #[error("a batch of {n_tokens} tokens exceeds the context's batch size {n_batch}")]
     BatchTooLarge {

@@ -30,12 +30,16 @@ pub struct Model {
     vocab: NonNull<llama_sys::llama_vocab>,
     path: PathBuf,
     architecture: String,
+    /// Loading or freeing an adapter changes the model's adapter set, which creating a
+    /// context and decoding read: writers exclude readers across threads.
+    pub(crate) adapter_set: std::sync::RwLock<()>,
 }
 
-// SAFETY: a llama_model is not mutated after loading; llama.cpp's own server shares one
-// model between threads, each with its own context. Freeing happens only in Drop.
+// SAFETY: a llama_model is not mutated after loading, except its adapter set, which is
+// guarded by `adapter_set`; llama.cpp's own server shares one model between threads, each
+// with its own context. Freeing happens only in Drop.
 unsafe impl Send for Model {}
-// SAFETY: as above; every method takes `&self` and only reads the model.
+// SAFETY: as above; methods take `&self` and only read, adapter changes hold the write lock.
 unsafe impl Sync for Model {}
 
 impl Model {
@@ -66,7 +70,23 @@ impl Model {
             unsafe { llama_sys::llama_model_free(ptr.as_ptr()) };
             return Err(LlamaError::ModelLoad { path: path.to_path_buf() });
         };
-        Ok(Model { ptr, vocab, path: path.to_path_buf(), architecture })
+        Ok(Model {
+            ptr,
+            vocab,
+            path: path.to_path_buf(),
+            architecture,
+            adapter_set: std::sync::RwLock::new(()),
+        })
+    }
+
+    /// Shared access to the adapter set (contexts being created or decoding).
+    pub(crate) fn adapters_read(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.adapter_set.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Exclusive access to the adapter set (an adapter being loaded or freed).
+    pub(crate) fn adapters_write(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.adapter_set.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn as_ptr(&self) -> *mut llama_sys::llama_model {
@@ -171,16 +191,21 @@ impl Model {
         (t >= 0).then_some(Token(t))
     }
 
+    /// Whether `token` is an id of this vocabulary. llama.cpp does not check ids itself.
+    pub fn has_token(&self, token: Token) -> bool {
+        token.0 >= 0 && (token.0 as usize) < self.n_vocab()
+    }
+
     /// Whether the token is a control token (`<|im_start|>`, BOS, ...), not text.
     pub fn is_control(&self, token: Token) -> bool {
-        // SAFETY: the vocab pointer is valid; llama.cpp checks the id's range.
-        unsafe { llama_sys::llama_vocab_is_control(self.vocab.as_ptr(), token.0) }
+        // SAFETY: the vocab pointer is valid and the id was checked to be in range.
+        self.has_token(token) && unsafe { llama_sys::llama_vocab_is_control(self.vocab.as_ptr(), token.0) }
     }
 
     /// Whether generation should stop at this token (end of sequence or of turn).
     pub fn is_end_of_generation(&self, token: Token) -> bool {
-        // SAFETY: the vocab pointer is valid; llama.cpp checks the id's range.
-        unsafe { llama_sys::llama_vocab_is_eog(self.vocab.as_ptr(), token.0) }
+        // SAFETY: the vocab pointer is valid and the id was checked to be in range.
+        self.has_token(token) && unsafe { llama_sys::llama_vocab_is_eog(self.vocab.as_ptr(), token.0) }
     }
 
     /// Whether the tokenizer adds a BOS token when asked for special tokens.
@@ -230,10 +255,15 @@ impl Model {
 
     /// The bytes a token stands for. `special` renders control tokens as their text.
     pub fn token_piece(&self, token: Token, special: bool) -> Vec<u8> {
+        // An id outside the vocabulary would make llama.cpp throw through the C boundary.
+        if !self.has_token(token) {
+            return Vec::new();
+        }
         let mut buf = vec![0u8; 64];
         for _ in 0..2 {
-            // SAFETY: `buf` has room for `buf.len()` bytes; llama.cpp writes no more and
-            // returns the needed size, negated, when the room is too small.
+            // SAFETY: the id is in range (checked above); `buf` has room for `buf.len()`
+            // bytes; llama.cpp writes no more and returns the needed size, negated, when the
+            // room is too small.
             let n = unsafe {
                 llama_sys::llama_token_to_piece(
                     self.vocab.as_ptr(),

@@ -2,7 +2,6 @@
 //! min-p, repetition and DRY penalties, a seed, and optionally a GBNF grammar.
 
 use std::ffi::{CString, c_char};
-use std::marker::PhantomData;
 use std::ptr::NonNull;
 
 use serde::Serialize;
@@ -68,7 +67,7 @@ impl SamplingParams {
 #[derive(Debug)]
 pub struct Sampler<'m> {
     ptr: NonNull<llama_sys::llama_sampler>,
-    _model: PhantomData<&'m Model>,
+    model: &'m Model,
 }
 
 // SAFETY: a sampler chain is plain owned state with no thread affinity; `&mut self` on
@@ -102,7 +101,7 @@ impl<'m> Sampler<'m> {
         // SAFETY: creates an empty chain we own; freed in Drop.
         let chain = unsafe { llama_sys::llama_sampler_chain_init(chain_params) };
         let ptr = NonNull::new(chain).expect("llama.cpp allocates sampler chains infallibly");
-        let sampler = Sampler { ptr, _model: PhantomData };
+        let sampler = Sampler { ptr, model };
         let vocab = model.vocab_ptr();
         if let Some((grammar, root)) = grammar {
             let grammar = CString::new(grammar).map_err(|_| LlamaError::NulByte)?;
@@ -181,9 +180,15 @@ impl<'m> Sampler<'m> {
 
     /// Picks the next token from output `i` of the context's last batch and records it in
     /// the sampler's history (penalties, grammar state).
+    ///
+    /// # Panics
+    /// When the context runs another model, or output `i` has no logits: both are
+    /// programming errors that llama.cpp would turn into an abort.
     pub fn sample(&mut self, ctx: &Context<'_>, i: usize) -> Token {
-        // SAFETY: the chain and context are valid; `i` indexes the last batch's outputs,
-        // which llama.cpp checks.
+        assert!(std::ptr::eq(ctx.model(), self.model), "a sampler samples only contexts of its own model");
+        assert!(ctx.logits(i).is_some(), "output {i} of the last batch has no logits");
+        // SAFETY: the chain and context are valid and of the same model; output `i` has
+        // logits (checked above).
         Token(unsafe { llama_sys::llama_sampler_sample(self.ptr.as_ptr(), ctx.as_ptr(), i as i32) })
     }
 
