@@ -28,6 +28,19 @@ fn text_of(id: &str) -> String {
     }
 }
 
+/// Sampling at temperature 1 with room for the longest answer the schema allows.
+fn sampled(schema: &ExtractionSchema, seed: u64) -> ExtractOptions {
+    ExtractOptions {
+        parallel: 2,
+        temperature: 1.0,
+        seed,
+        max_tokens: usize::MAX,
+        ctx_per_sequence: 2048 + schema.max_output_bytes as u32,
+        threads: 2,
+        ..ExtractOptions::default()
+    }
+}
+
 fn run(
     model: &Model,
     schema: &ExtractionSchema,
@@ -56,16 +69,8 @@ fn every_built_in_schema_gives_valid_json_for_many_seeds() {
         let schema = ExtractionSchema::compile(name, &source.schema, SchemaLimits::default()).unwrap();
         let validator = jsonschema::validator_for(&source.schema).unwrap();
         for seed in 0..3 {
-            let options = ExtractOptions {
-                parallel: 3,
-                temperature: 1.0,
-                seed,
-                max_tokens: usize::MAX,
-                ctx_per_sequence: 2048 + schema.max_output_bytes as u32,
-                threads: 2,
-                examples: source.examples.clone(),
-                ..ExtractOptions::default()
-            };
+            let options =
+                ExtractOptions { parallel: 3, examples: source.examples.clone(), ..sampled(&schema, seed) };
             let records = run(&model, &schema, options, documents(4));
             assert_eq!(records.len(), 4);
             for record in records {
@@ -102,15 +107,7 @@ fn grounding_spans_point_into_the_source() {
     let model = Model::load(tiny_model_path(), &ModelParams::default()).unwrap();
     let source = load_schema("discharge_summary").unwrap();
     let schema = ExtractionSchema::compile("d", &source.schema, SchemaLimits::default()).unwrap();
-    let options = ExtractOptions {
-        parallel: 2,
-        temperature: 1.0,
-        seed: 3,
-        max_tokens: usize::MAX,
-        ctx_per_sequence: 2048 + schema.max_output_bytes as u32,
-        threads: 2,
-        ..ExtractOptions::default()
-    };
+    let options = sampled(&schema, 3);
     let docs = documents(4);
     for record in run(&model, &schema, options, docs) {
         let text = text_of(&record.id);
@@ -154,16 +151,7 @@ fn extractive_values_are_passages_of_the_document() {
     let categories = schema::enum_pointers(&schema.bounded);
     let mut checked = 0;
     for seed in 0..3 {
-        let options = ExtractOptions {
-            parallel: 2,
-            temperature: 1.0,
-            seed,
-            extractive: true,
-            max_tokens: usize::MAX,
-            ctx_per_sequence: 2048 + schema.max_output_bytes as u32,
-            threads: 2,
-            ..ExtractOptions::default()
-        };
+        let options = ExtractOptions { extractive: true, ..sampled(&schema, seed) };
         let docs = documents(4);
         for record in run(&model, &schema, options, docs) {
             assert!(record.valid, "seed {seed}: {:?}", record.error);
