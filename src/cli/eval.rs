@@ -9,7 +9,8 @@ use clap::{Args, Subcommand};
 use super::options::ModelOptions;
 use super::{GlobalOptions, Outcome};
 use crate::data::{InputOptions, read_inputs};
-use crate::eval::{ExtractionScores, GoldRecord, score_extraction};
+use crate::data::deid::PhiDetector;
+use crate::eval::{ExtractionScores, GoldPhiDocument, GoldRecord, score_deid, score_extraction};
 use crate::extract::{
     ExtractOptions, ExtractionRecord, ExtractionSchema, Extractor, OutputConstraint, SchemaLimits,
     load_schema,
@@ -27,6 +28,24 @@ enum EvalCommand {
     /// grounded-string rate. Give predictions (`medllm extract` output), or `-m` with
     /// `--schema` and `--docs` to run the model first.
     Extract(EvalExtractArgs),
+    /// Score de-identification against gold PHI spans: recall, precision and F1 per
+    /// category and overall. A gold span is found when detections cover it.
+    Deid(EvalDeidArgs),
+}
+
+#[derive(Debug, Args)]
+struct EvalDeidArgs {
+    /// Gold: JSON lines of {"id", "text", "phi": [{"category", "start", "end"}]} with
+    /// offsets in characters (`medllm synth` writes these as documents.jsonl).
+    #[arg(long, value_name = "GOLD.jsonl")]
+    gold: PathBuf,
+    /// Print the scores as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Write every missed span and false hit (id, kind, category, offsets, and the text
+    /// of the span: this file holds PHI when the gold does).
+    #[arg(long, value_name = "FILE")]
+    misses: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +76,7 @@ struct EvalExtractArgs {
 pub(crate) fn run(args: EvalArgs, global: &GlobalOptions) -> Result<Outcome> {
     match args.command {
         EvalCommand::Extract(args) => eval_extract(args, global),
+        EvalCommand::Deid(args) => eval_deid(args, global),
     }
 }
 
@@ -141,4 +161,80 @@ fn print_table(out: &mut impl Write, s: &ExtractionScores) -> std::io::Result<()
         100.0 * s.valid_rate,
         100.0 * s.grounded_rate
     )
+}
+
+fn eval_deid(args: EvalDeidArgs, global: &GlobalOptions) -> Result<Outcome> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(&args.gold).with_context(|| format!("cannot read gold {}", args.gold.display()))?;
+    let mut bad_lines = 0usize;
+    let mut documents = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read gold {}", args.gold.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<GoldPhiDocument>(&line) {
+            Ok(document) => documents.push(document),
+            Err(e) => {
+                bad_lines += 1;
+                eprintln!("warning: {}:{}: not a gold line ({}); skipped", args.gold.display(), i + 1, e.classify_name());
+            }
+        }
+    }
+    if documents.is_empty() {
+        bail!("{} holds no gold documents", args.gold.display());
+    }
+    let detector = PhiDetector::new();
+    let mut misses = match &args.misses {
+        Some(path) => Some(crate::atomic_file::AtomicWriter::create(path).with_context(|| format!("cannot write {}", path.display()))?),
+        None => None,
+    };
+    let mut write_error = None;
+    let scores = score_deid(&detector, documents, |document, miss| {
+        if let Some(out) = &mut misses {
+            let text: String = document.text.chars().skip(miss.start).take(miss.end - miss.start).collect();
+            let line = serde_json::json!({"id": miss.id, "kind": miss.kind, "category": miss.category, "start": miss.start, "end": miss.end, "text": text});
+            if let Err(e) = writeln!(out, "{line}") {
+                write_error.get_or_insert(e);
+            }
+        }
+    });
+    if let Some(e) = write_error {
+        return Err(e).context("cannot write the misses file");
+    }
+    if let (Some(out), Some(path)) = (misses, &args.misses) {
+        out.commit().with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &scores)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "{:<12} {:>6} {:>6} {:>8} {:>8} {:>8} {:>9} {:>6}", "category", "gold", "found", "recall", "detected", "correct", "precision", "f1")?;
+        let rows = scores.categories.iter().map(|(c, s)| (c.as_str(), s)).chain(std::iter::once(("overall", &scores.overall)));
+        for (name, s) in rows {
+            writeln!(out, "{name:<12} {:>6} {:>6} {:>8.4} {:>8} {:>8} {:>9.4} {:>6.4}", s.gold, s.found, s.recall, s.detected, s.correct, s.precision, s.f1)?;
+        }
+        writeln!(out, "\ndocuments {}", scores.documents)?;
+    }
+    if !global.quiet && scores.invalid_gold_spans > 0 {
+        eprintln!("{} gold spans lay outside their text and were not scored", scores.invalid_gold_spans);
+    }
+    Ok(if bad_lines > 0 || scores.invalid_gold_spans > 0 { Outcome::SomeInputsFailed } else { Outcome::Success })
+}
+
+/// A serde_json error's category without the input it quotes.
+trait ClassifyName {
+    fn classify_name(&self) -> &'static str;
+}
+
+impl ClassifyName for serde_json::Error {
+    fn classify_name(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "read error",
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Data => "missing or wrong fields",
+            serde_json::error::Category::Eof => "unexpected end",
+        }
+    }
 }

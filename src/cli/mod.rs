@@ -1,12 +1,15 @@
 //! The command line: clap arguments become plain settings, handed to the library.
 //! Exit codes: 0 ok, 1 some input failed (the rest was processed), 2 usage or internal error.
 
+mod deid;
 pub mod dev;
 mod eval;
 mod extract;
 mod generate;
 mod info;
 mod options;
+mod prepare;
+mod synth;
 
 use std::io;
 use std::process::ExitCode;
@@ -50,6 +53,12 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Extract schema-valid JSON from medical documents, each value traced to the source.
     Extract(extract::ExtractArgs),
+    /// Find and replace PHI (all 18 HIPAA Safe Harbor identifier types) in documents.
+    Deid(deid::DeidArgs),
+    /// Turn documents into de-identified chat-format train/val/test sets for fine-tuning.
+    Prepare(prepare::PrepareArgs),
+    /// Write synthetic clinical documents with gold PHI spans and gold extractions.
+    Synth(synth::SynthArgs),
     /// Evaluate: score predictions against gold labels.
     Eval(eval::EvalArgs),
     /// Developer tools (tiny test models).
@@ -65,6 +74,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Info(args) => info::run(args, &global),
         Command::Generate(args) => generate::run(args, &global),
         Command::Extract(args) => extract::run(args, &global),
+        Command::Deid(args) => deid::run(args, &global),
+        Command::Prepare(args) => prepare::run(args, &global),
+        Command::Synth(args) => synth::run(args, &global),
         Command::Eval(args) => eval::run(args, &global),
         Command::Dev(args) => dev::run(args, &global),
     };

@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 /// One document to process.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Document {
     /// Its id: the JSONL/CSV id field, else `file`, `file:line` or `stdin`.
     pub id: String,
     /// Its text.
     pub text: String,
+    /// The other fields of its JSONL object or CSV row (CSV values as strings).
+    pub fields: serde_json::Map<String, Value>,
 }
 
 /// What reading produced: a document, or why one could not be read.
@@ -172,7 +174,7 @@ fn text_document(id: String, bytes: Vec<u8>) -> InputItem {
     if text.trim().is_empty() {
         InputItem::Failed { id, error: "empty document".into() }
     } else {
-        InputItem::Document(Document { id, text })
+        InputItem::Document(Document { id, text, fields: serde_json::Map::new() })
     }
 }
 
@@ -264,7 +266,16 @@ impl Iterator for JsonlDocuments {
             };
             return Some(match value.get(&self.options.text_field) {
                 Some(Value::String(text)) if !text.trim().is_empty() => {
-                    InputItem::Document(Document { id, text: text.clone() })
+                    let mut fields = match value {
+                        Value::Object(map) => map,
+                        _ => serde_json::Map::new(),
+                    };
+                    let text = match fields.remove(&self.options.text_field) {
+                        Some(Value::String(text)) => text,
+                        _ => String::new(),
+                    };
+                    fields.remove(&self.options.id_field);
+                    InputItem::Document(Document { id, text, fields })
                 }
                 Some(Value::String(_)) => InputItem::Failed { id, error: "empty document".into() },
                 _ => InputItem::Failed {
@@ -337,7 +348,15 @@ fn csv_documents(file: File, source: &str, options: &InputOptions) -> Box<dyn It
             };
         }
         match field(text_index) {
-            Some(text) if !text.trim().is_empty() => InputItem::Document(Document { id, text }),
+            Some(text) if !text.trim().is_empty() => {
+                let fields = headers
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| *k != text_index && Some(*k) != id_index)
+                    .filter_map(|(k, name)| field(k).map(|v| (name.clone(), Value::String(v))))
+                    .collect();
+                InputItem::Document(Document { id, text, fields })
+            }
             _ => InputItem::Failed { id, error: "empty document".into() },
         }
     }))
@@ -370,7 +389,14 @@ mod tests {
     }
 
     fn doc(id: &str, text: &str) -> InputItem {
-        InputItem::Document(Document { id: id.into(), text: text.into() })
+        InputItem::Document(Document { id: id.into(), text: text.into(), fields: Default::default() })
+    }
+
+    fn fields_of(item: &InputItem) -> serde_json::Map<String, Value> {
+        match item {
+            InputItem::Document(d) => d.fields.clone(),
+            InputItem::Failed { .. } => Default::default(),
+        }
     }
 
     #[test]
@@ -380,7 +406,9 @@ mod tests {
         std::fs::write(&path, "\u{feff}id;text;ward\nA1;\"Pt seen.\nStable; home\";3\nA2;short\nA3;\"\";2\n")
             .unwrap();
         let items = collect(std::slice::from_ref(&path));
-        assert_eq!(items[0], doc("A1", "Pt seen.\nStable; home"));
+        let InputItem::Document(first) = &items[0] else { panic!("expected a document") };
+        assert_eq!((first.id.as_str(), first.text.as_str()), ("A1", "Pt seen.\nStable; home"));
+        assert_eq!(fields_of(&items[0]).get("ward"), Some(&Value::String("3".into())));
         assert!(
             matches!(&items[1], InputItem::Failed { id, error } if id == "A2" && error.contains("2 fields"))
         );

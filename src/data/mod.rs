@@ -1,6 +1,12 @@
-//! The data side: reading documents from files, folders and stdin (and, to come,
-//! sanitising, de-identification, synthetic reports and training-set preparation).
+//! The data side: reading documents, synthetic reports with gold labels, PHI
+//! de-identification, and preparation of chat-format training sets.
 
+pub mod deid;
 mod ingest;
+pub mod lexicon;
+pub mod phi;
+pub mod prepare;
+pub mod rng;
+pub mod synth;
 
 pub use ingest::{Document, InputItem, InputOptions, read_inputs};

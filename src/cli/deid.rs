@@ -1,0 +1,195 @@
+//! `medllm deid`: de-identify documents, writing each in the format it came in.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+
+use super::{GlobalOptions, Outcome};
+use crate::atomic_file::AtomicWriter;
+use crate::data::deid::{
+    DeidMode, DeidOptions, Deidentifier, StreamFields, StreamFormat, StreamStats, deidentify_stream,
+};
+
+#[derive(Debug, Args)]
+pub(crate) struct DeidArgs {
+    /// Inputs: files (.txt, .md, .jsonl, .csv), folders (recursive), or - for stdin.
+    #[arg(value_name = "INPUT", default_value = "-")]
+    inputs: Vec<PathBuf>,
+    /// Output: a file for one input (default stdout); a folder, required, for several
+    /// inputs or a folder (the input tree is mirrored in it).
+    #[arg(short, long, value_name = "PATH")]
+    out: Option<PathBuf>,
+    /// How PHI is replaced: a tag such as [NAME] (redact), asterisks of the same length
+    /// (mask), or consistent realistic surrogates with dates shifted per patient
+    /// (surrogate).
+    #[arg(long, value_enum, default_value_t = DeidMode::Redact)]
+    mode: DeidMode,
+    /// Seed of the per-patient date shift and of surrogate choice. Default: a fresh
+    /// random seed each run (a known seed lets anyone undo the shift; keep it secret).
+    #[arg(long, value_name = "N")]
+    date_shift_seed: Option<u64>,
+    /// Also write what was found, as JSON lines of {"id", "spans": [{"category",
+    /// "start", "end", "replacement"}]} with offsets in characters of the input. The
+    /// original values are never written.
+    #[arg(long, value_name = "FILE")]
+    spans: Option<PathBuf>,
+    /// JSONL field / CSV column holding the text.
+    #[arg(long, value_name = "NAME", default_value = "text")]
+    text_field: String,
+    /// JSONL field / CSV column holding the id.
+    #[arg(long, value_name = "NAME", default_value = "id")]
+    id_field: String,
+    /// JSONL field / CSV column naming the patient: dates of one patient move together.
+    #[arg(long, value_name = "NAME", default_value = "patient")]
+    patient_field: String,
+}
+
+/// A seed nobody can guess, for date shifting when none is given.
+fn fresh_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes)).is_ok() {
+        return u64::from_le_bytes(bytes);
+    }
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    (nanos as u64) ^ u64::from(std::process::id()).rotate_left(32)
+}
+
+/// Files under a folder that `deid` reads, relative to it, in name order; links to
+/// folders are not followed.
+fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read folder {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for path in entries {
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            walk(root, &path, out)?;
+        } else if matches!(
+            path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).as_deref(),
+            Some("txt" | "md" | "jsonl" | "csv")
+        ) {
+            out.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
+        }
+    }
+    Ok(())
+}
+
+/// Stdin is JSON lines when its first non-empty line is a JSON object, else one text.
+fn sniff_stdin(reader: &mut dyn BufRead) -> Result<StreamFormat> {
+    let buffer = reader.fill_buf().context("cannot read stdin")?;
+    let head = String::from_utf8_lossy(buffer);
+    let first = head.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let is_object = serde_json::from_str::<serde_json::Value>(first.trim()).is_ok_and(|v| v.is_object());
+    Ok(if is_object { StreamFormat::Jsonl } else { StreamFormat::Text })
+}
+
+pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
+    let deid = Deidentifier::new(DeidOptions { mode: args.mode, date_shift_seed: args.date_shift_seed.unwrap_or_else(fresh_seed) });
+    let fields = StreamFields { text: args.text_field.clone(), id: args.id_field.clone(), patient: args.patient_field.clone() };
+    let mut spans = match &args.spans {
+        Some(path) => Some(AtomicWriter::create(path).with_context(|| format!("cannot write {}", path.display()))?),
+        None => None,
+    };
+    let mut total = StreamStats::default();
+    let mut add = |stats: StreamStats| {
+        total.documents += stats.documents;
+        for (category, n) in stats.replaced {
+            *total.replaced.entry(category).or_default() += n;
+        }
+        for failure in stats.failures {
+            eprintln!("warning: {failure}");
+            total.failures.push(failure);
+        }
+    };
+
+    let single = args.inputs.len() == 1 && !args.inputs[0].is_dir();
+    if single {
+        let input = &args.inputs[0];
+        let (format, mut reader, source): (StreamFormat, Box<dyn BufRead>, String) = if input.as_os_str() == "-" {
+            let mut reader: Box<dyn BufRead> = Box::new(BufReader::new(std::io::stdin()));
+            (sniff_stdin(&mut reader)?, reader, "stdin".into())
+        } else {
+            let file = std::fs::File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
+            (StreamFormat::of_path(input), Box::new(BufReader::new(file)), input.display().to_string())
+        };
+        match &args.out {
+            Some(path) => {
+                if input.as_os_str() != "-" && same_file(input, path) {
+                    bail!("--out {} is the input itself; choose another file", path.display());
+                }
+                let mut out = AtomicWriter::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+                let spans_out = spans.as_mut().map(|w| w as &mut dyn Write);
+                add(deidentify_stream(&deid, format, &source, &mut reader, &mut out, spans_out, &fields)?);
+                out.commit().with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            None => {
+                let mut stdout = std::io::stdout().lock();
+                let spans_out = spans.as_mut().map(|w| w as &mut dyn Write);
+                add(deidentify_stream(&deid, format, &source, &mut reader, &mut stdout, spans_out, &fields)?);
+                stdout.flush()?;
+            }
+        }
+    } else {
+        let Some(out_dir) = &args.out else {
+            bail!("several inputs or a folder need --out DIR for the de-identified copies");
+        };
+        let mut jobs: Vec<(PathBuf, PathBuf)> = Vec::new();
+        for input in &args.inputs {
+            if input.as_os_str() == "-" {
+                bail!("stdin (-) cannot be mixed with other inputs");
+            }
+            if input.is_dir() {
+                if same_file(input, out_dir) || out_dir.canonicalize().is_ok_and(|o| o.starts_with(input.canonicalize().unwrap_or_default())) {
+                    bail!("--out {} is inside the input folder {}; choose a folder outside it", out_dir.display(), input.display());
+                }
+                let mut files = Vec::new();
+                walk(input, input, &mut files)?;
+                jobs.extend(files.into_iter().map(|rel| (input.join(&rel), out_dir.join(rel))));
+            } else {
+                let name = input.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("input"));
+                jobs.push((input.clone(), out_dir.join(name)));
+            }
+        }
+        for (input, output) in jobs {
+            if let Some(parent) = output.parent() {
+                std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            let file = match std::fs::File::open(&input) {
+                Ok(file) => file,
+                Err(e) => {
+                    add(StreamStats { failures: vec![format!("{}: cannot open: {e}", input.display())], ..Default::default() });
+                    continue;
+                }
+            };
+            let mut out = AtomicWriter::create(&output).with_context(|| format!("cannot write {}", output.display()))?;
+            let spans_out = spans.as_mut().map(|w| w as &mut dyn Write);
+            let source = input.display().to_string();
+            add(deidentify_stream(&deid, StreamFormat::of_path(&input), &source, &mut BufReader::new(file), &mut out, spans_out, &fields)?);
+            out.commit().with_context(|| format!("cannot write {}", output.display()))?;
+        }
+    }
+    if let (Some(writer), Some(path)) = (spans, &args.spans) {
+        writer.commit().with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if !global.quiet {
+        let replaced: usize = total.replaced.values().sum();
+        let by_category: Vec<String> = total.replaced.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        eprintln!(
+            "de-identified {} documents: {replaced} spans replaced ({}){}",
+            total.documents,
+            if by_category.is_empty() { "none".into() } else { by_category.join(", ") },
+            if total.failures.is_empty() { String::new() } else { format!("; {} records left out", total.failures.len()) }
+        );
+    }
+    Ok(if total.failures.is_empty() { Outcome::Success } else { Outcome::SomeInputsFailed })
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}

@@ -1,0 +1,147 @@
+use super::*;
+use std::sync::OnceLock;
+
+fn detector() -> &'static PhiDetector {
+    static DETECTOR: OnceLock<PhiDetector> = OnceLock::new();
+    DETECTOR.get_or_init(PhiDetector::new)
+}
+
+/// The texts of the found spans with their categories.
+fn found(text: &str) -> Vec<(String, PhiCategory)> {
+    detector().detect(text).into_iter().map(|s| (text[s.start..s.end].to_string(), s.category)).collect()
+}
+
+fn finds(text: &str, expected: &str) -> bool {
+    detector().detect(text).iter().any(|s| {
+        let start = text.find(expected).expect("expected text is in the sample");
+        s.start <= start && s.end >= start + expected.len()
+    })
+}
+
+#[test]
+fn dates_in_many_formats_are_found() {
+    for (text, date) in [
+        ("Admitted 03/14/2024 with pain.", "03/14/2024"),
+        ("Seen on 14 Mar 2024 in clinic.", "14 Mar 2024"),
+        ("Surgery March 14th, 2024.", "March 14th, 2024"),
+        ("CT dated 2024-03-14 reviewed.", "2024-03-14"),
+        ("She fell on the third of July at home.", "third of July"),
+        ("Last seen 3/14 for follow-up.", "3/14"),
+        ("Collected 14.03.2024 08:30.", "14.03.2024"),
+        ("Symptoms began in March 2023.", "March 2023"),
+    ] {
+        assert!(finds(text, date), "{date} not found in {text:?}: {:?}", found(text));
+    }
+}
+
+#[test]
+fn names_are_found_from_context_and_dictionaries() {
+    let text = "Patient: Maria Garcia. Seen by Dr. Oyelaran Adeyemi. Mrs. Nakamura-Brown called. \
+                Her son Tomasz is at bedside.\nElectronically signed: Priya Raman, MD";
+    for name in ["Maria Garcia", "Oyelaran Adeyemi", "Nakamura-Brown", "Tomasz", "Priya Raman"] {
+        assert!(finds(text, name), "{name} not found: {:?}", found(text));
+    }
+}
+
+#[test]
+fn a_name_found_once_is_found_everywhere_in_the_document() {
+    let text = "Mr. Okonkwo-Zielinski presented with chest pain. Okonkwo-Zielinski denies fever.";
+    let hits: Vec<_> = found(text).into_iter().filter(|(t, _)| t.contains("Okonkwo-Zielinski")).collect();
+    assert_eq!(hits.len(), 2, "{:?}", found(text));
+}
+
+#[test]
+fn eponyms_drugs_units_and_lab_values_are_not_phi() {
+    for text in [
+        "History of Parkinson disease, Foley catheter in place, Glasgow Coma Scale 15.",
+        "Hodgkin lymphoma in remission. Positive Murphy sign. Crohn disease flare.",
+        "Metformin 1000 mg PO b.i.d.; lisinopril 10 mg daily.",
+        "Hgb 13.2 g/dL (12.0-17.5), Na 138 mmol/L, platelets 250 x10^3/uL.",
+        "BP 128/82, HR 76, SpO2 97% on room air, motor strength 5/5 bilaterally.",
+        "A 67-year-old man with hypertension.",
+    ] {
+        assert!(found(text).is_empty(), "false hit in {text:?}: {:?}", found(text));
+    }
+}
+
+#[test]
+fn ages_over_89_are_phi_and_younger_ages_are_not() {
+    assert!(finds("A 92-year-old woman with syncope.", "92"));
+    assert!(finds("Age: 101", "101"));
+    assert!(found("A 45 yo male, 89 y/o mother.").is_empty());
+}
+
+#[test]
+fn numbers_contacts_and_places_are_found() {
+    let text = "MRN: 00482913. Acct # A-7731902. Member ID: XGH449120331. Call (617) 555-0143, \
+                fax 617-555-0199. SSN 123-45-6789. Email m.garcia@mail.example. Portal https://portal.example.org/p?id=3. \
+                Device serial SN: PX-8842-1170. License # D1234567. Lives at 42 Maple Avenue, Apt 3B, \
+                Springfield, IL 62704. Transferred from Lakeside Regional Medical Center. IP 10.1.22.7.";
+    for (value, category) in [
+        ("00482913", PhiCategory::Mrn),
+        ("A-7731902", PhiCategory::Account),
+        ("XGH449120331", PhiCategory::HealthPlan),
+        ("(617) 555-0143", PhiCategory::Phone),
+        ("617-555-0199", PhiCategory::Fax),
+        ("123-45-6789", PhiCategory::Ssn),
+        ("m.garcia@mail.example", PhiCategory::Email),
+        ("https://portal.example.org/p?id=3", PhiCategory::Url),
+        ("PX-8842-1170", PhiCategory::Device),
+        ("D1234567", PhiCategory::License),
+        ("42 Maple Avenue, Apt 3B", PhiCategory::Address),
+        ("62704", PhiCategory::Zip),
+        ("10.1.22.7", PhiCategory::Ip),
+    ] {
+        let hit = found(text).into_iter().find(|(t, _)| t.contains(value));
+        assert!(hit.as_ref().is_some_and(|(_, c)| *c == category), "{value}: {hit:?} in {:?}", found(text));
+    }
+    assert!(finds(text, "Springfield"));
+    assert!(finds(text, "Lakeside Regional Medical Center"));
+}
+
+#[test]
+fn redaction_tags_every_span() {
+    let deid = Deidentifier::new(DeidOptions::default());
+    let out = deid.deidentify("Seen by Dr. Helen Schwartz on 03/14/2024.", "p1");
+    assert_eq!(out.text, "Seen by Dr. [NAME] on [DATE].");
+    assert_eq!(out.spans.len(), 2);
+    assert_eq!(out.spans[0].replacement.as_deref(), Some("[NAME]"));
+}
+
+#[test]
+fn masking_keeps_length_and_punctuation() {
+    let deid = Deidentifier::new(DeidOptions { mode: DeidMode::Mask, date_shift_seed: 1 });
+    let text = "Call 617-555-0143 today.";
+    let out = deid.deidentify(text, "p1");
+    assert_eq!(out.text, "Call ***-***-**** today.");
+}
+
+#[test]
+fn surrogates_are_consistent_and_keep_date_intervals() {
+    let deid = Deidentifier::new(DeidOptions { mode: DeidMode::Surrogate, date_shift_seed: 42 });
+    let text = "Mr. Garcia admitted 03/01/2024, discharged 03/11/2024. Garcia to follow up March 25, 2024.";
+    let out = deid.deidentify(text, "patient-7");
+    assert!(!out.text.contains("Garcia"), "{}", out.text);
+    let names: Vec<&str> =
+        out.spans.iter().filter(|s| s.category == PhiCategory::Name).filter_map(|s| s.replacement.as_deref()).collect();
+    assert_eq!(names.len(), 2);
+    assert_eq!(names[0], names[1], "the same name gets the same surrogate");
+    let dates: Vec<String> = out
+        .spans
+        .iter()
+        .filter(|s| s.category == PhiCategory::Date)
+        .filter_map(|s| s.replacement.clone())
+        .collect();
+    assert_eq!(dates.len(), 3);
+    let day = |d: &str| {
+        let parts: Vec<u32> = d.split('/').filter_map(|p| p.parse().ok()).collect();
+        dates::days_from_civil(i64::from(parts[2]), parts[0], parts[1])
+    };
+    assert_eq!(day(&dates[1]) - day(&dates[0]), 10, "{dates:?}");
+    assert_ne!(dates[0], "03/01/2024");
+    // The same patient gets the same shift in another document; another patient another one.
+    let again = deid.session("patient-7").shift_days();
+    assert_eq!(again, deid.session("patient-7").shift_days());
+    let others: Vec<i64> = (0..8).map(|i| deid.session(&format!("other-{i}")).shift_days()).collect();
+    assert!(others.iter().any(|s| *s != again));
+}
