@@ -5,7 +5,8 @@
 
 use std::collections::HashSet;
 
-use regex::{Regex, RegexBuilder};
+use aho_corasick::{AhoCorasick, MatchKind};
+use regex::Regex;
 
 use crate::data::lexicon::lexicon;
 use crate::data::phi::{PhiCategory, PhiSpan};
@@ -24,7 +25,7 @@ pub struct PhiDetector {
     name_patterns: Vec<Regex>,
     /// Medical terms named after people and drug names, matched case-insensitively; the
     /// dictionary and propagation rules do not fire inside them.
-    guards: Regex,
+    guards: AhoCorasick,
     given_names: HashSet<String>,
     surnames: HashSet<String>,
     /// Dictionary names that are also ordinary or clinical words ("Hope", "Bell"): they
@@ -33,7 +34,7 @@ pub struct PhiDetector {
     /// Capitalised words that never start or extend a name.
     stopwords: HashSet<String>,
     /// City names of the dictionary, case-sensitive, longest first.
-    city_names: Regex,
+    city_names: AhoCorasick,
     ambiguous_cities: HashSet<String>,
     /// Words of hospital suffixes ("medical", "center"), lower case.
     hospital_suffix_words: HashSet<String>,
@@ -118,8 +119,12 @@ monday tuesday wednesday thursday friday saturday sunday mon tue wed thu fri sat
 east west north south street avenue road drive lane court new care health medical center \
 clinical hospital university general memorial regional community state county city \
 final preliminary addendum page date time name age sex dob mrn id number phone fax email \
-tylenol advil motrin aspirin insulin \
-grace hope faith joy will mark bill art rose dawn summer crystal hunter pat don guy young long brown \
+tylenol advil motrin aspirin insulin physician physicians surgeon provider staff team service attending \
+soft nontender tender distended";
+
+/// Words that are also given names or surnames ("Grace", "Stone"): as dictionary names they
+/// need context, but after a cue ("Patient: Grace Stone") they are names.
+const NAME_LIKE_WORDS: &str = "grace hope faith joy will mark bill art rose dawn summer crystal hunter pat don guy young long brown \
 white black bell hill king page rice stone wood cook price case bishop child hand foot gay may june april \
 august autumn winter spring sunny star ray max rich frank sterling angel lane bay miles major paris \
 china lincoln ford clay hall moss love sage sky river ocean iris ivy daisy lily violet ruby pearl amber \
@@ -169,10 +174,21 @@ impl PhiDetector {
             .filter_map(|e| e.split([' ', '-', '\'', '’']).next())
             .map(lower)
             .collect();
+        let name_like: HashSet<&str> = NAME_LIKE_WORDS.split_whitespace().collect();
+        for lab in &lexicon.labs {
+            clinical_words.insert(lab.abbrev.to_lowercase());
+        }
         let ambiguous_names: HashSet<String> = given_names
             .iter()
             .chain(surnames.iter())
-            .filter(|n| stopwords.contains(*n) || clinical_words.contains(*n) || eponym_heads.contains(*n))
+            .filter(|n| {
+                stopwords.contains(*n)
+                    || clinical_words.contains(*n)
+                    || eponym_heads.contains(*n)
+                    || name_like.contains(n.as_str())
+                    // Two letters ("Li", "Ma", "Oh") are as often an abbreviation.
+                    || n.chars().count() <= 2
+            })
             .cloned()
             .collect();
         // Clinical words that are not dictionary names also never extend a name.
@@ -185,18 +201,19 @@ impl PhiDetector {
             .cloned()
             .collect();
 
-        let mut guard_terms: Vec<String> = lexicon.eponyms.iter().map(|e| regex::escape(e)).collect();
-        guard_terms.extend(lexicon.drugs.iter().map(|d| regex::escape(d.name)));
-        guard_terms.sort_by_key(|t| std::cmp::Reverse(t.len()));
-        let guards = RegexBuilder::new(&format!(r"\b(?:{})\b", guard_terms.join("|")))
-            .case_insensitive(true)
-            .build()
-            .expect("guard terms are escaped literals");
-
-        let mut city_list: Vec<String> = lexicon.cities.iter().map(|c| regex::escape(c.name)).collect();
-        city_list.sort_by_key(|c| std::cmp::Reverse(c.len()));
-        city_list.dedup();
-        let city_names = Regex::new(&format!(r"\b(?:{})\b", city_list.join("|"))).expect("city names are escaped literals");
+        // Literal lists go through Aho-Corasick: one pass over the text for hundreds of
+        // terms, where a regex alternation of them would rebuild its automaton constantly.
+        let mut guard_terms: Vec<&str> = lexicon.eponyms.clone();
+        guard_terms.extend(lexicon.drugs.iter().map(|d| d.name));
+        let guards = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&guard_terms)
+            .expect("guard terms build an automaton");
+        let city_names = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(lexicon.cities.iter().map(|c| c.name))
+            .expect("city names build an automaton");
 
         PhiDetector {
             patterns: build_patterns(),
@@ -221,19 +238,34 @@ impl PhiDetector {
     /// Every PHI span in `text`, sorted, overlaps merged (the longer span's category wins).
     pub fn detect(&self, text: &str) -> Vec<PhiSpan> {
         let mut spans: Vec<PhiSpan> = Vec::new();
+        let mut push = |start: usize, end: usize, category: PhiCategory| {
+            let (start, end) = trim_span(text, start, end);
+            if start < end {
+                spans.push(PhiSpan { start, end, category: refine(text, start, end, category) });
+            }
+        };
         for pattern in &self.patterns {
-            for captures in pattern.regex.captures_iter(text) {
-                if let Some(m) = captures.get(pattern.group) {
-                    let (start, end) = trim_span(text, m.start(), m.end());
-                    if start < end {
-                        spans.push(PhiSpan { start, end, category: refine(text, start, end, pattern.category) });
+            if pattern.group == 0 {
+                // Whole matches need no capture search, which is the slow part.
+                for m in pattern.regex.find_iter(text) {
+                    push(m.start(), m.end(), pattern.category);
+                }
+            } else {
+                for captures in pattern.regex.captures_iter(text) {
+                    if let Some(m) = captures.get(pattern.group) {
+                        push(m.start(), m.end(), pattern.category);
                     }
                 }
             }
         }
         spans.retain(|s| !self.is_false_hit(text, s));
 
-        let guarded: Vec<(usize, usize)> = self.guards.find_iter(text).map(|m| (m.start(), m.end())).collect();
+        let guarded: Vec<(usize, usize)> = self
+            .guards
+            .find_iter(text)
+            .filter(|m| at_word_boundaries(text, m.start(), m.end()))
+            .map(|m| (m.start(), m.end()))
+            .collect();
         let is_guarded = |start: usize, end: usize| guarded.iter().any(|&(s, e)| start < e && s < end);
 
         // Names from context: titles, cues, credentials, "Surname, Given".
@@ -241,7 +273,10 @@ impl PhiDetector {
             for captures in regex.captures_iter(text) {
                 if let Some(m) = captures.get(1) {
                     if let Some((start, end)) = self.trim_name(text, m.start(), m.end()) {
-                        spans.push(PhiSpan { start, end, category: PhiCategory::Name });
+                        // "his sister Mary Joseph nodule" is an eponym after a cue.
+                        if !is_guarded(start, end) {
+                            spans.push(PhiSpan { start, end, category: PhiCategory::Name });
+                        }
                     }
                 }
             }
@@ -269,7 +304,10 @@ impl PhiDetector {
                     let w = text[s..e].to_lowercase();
                     (self.given_names.contains(&w) || self.surnames.contains(&w)) && !self.ambiguous_names.contains(&w)
                 });
-                if unambiguous || run.len() > 1 && run.iter().all(|&(s, e)| !self.is_stopword(&text[s..e])) {
+                let name_like_run = run.len() > 1
+                    && run.iter().all(|&(s, e)| !self.is_stopword(&text[s..e]))
+                    && run.iter().any(|&(s, e)| text[s..e].chars().count() > 2);
+                if unambiguous || name_like_run {
                     spans.push(PhiSpan { start: run[0].0, end: run[run.len() - 1].1, category: PhiCategory::Name });
                 }
                 i = last + 1;
@@ -281,13 +319,13 @@ impl PhiDetector {
         // Cities from the dictionary: anywhere when unambiguous, after "in", "from" … when
         // the name is also a word or a person's name.
         for m in self.city_names.find_iter(text) {
-            if is_guarded(m.start(), m.end()) {
+            if !at_word_boundaries(text, m.start(), m.end()) || is_guarded(m.start(), m.end()) {
                 continue;
             }
             let cue = preceding_word(text, m.start()).is_some_and(|w| {
                 matches!(w.to_lowercase().as_str(), "in" | "from" | "near" | "to" | "of" | "at" | "resident" | "lives")
             });
-            if cue || !self.ambiguous_cities.contains(&m.as_str().to_lowercase()) {
+            if cue || !self.ambiguous_cities.contains(&text[m.start()..m.end()].to_lowercase()) {
                 spans.push(PhiSpan { start: m.start(), end: m.end(), category: PhiCategory::City });
             }
         }
@@ -297,7 +335,9 @@ impl PhiDetector {
         for span in spans.iter().filter(|s| s.category == PhiCategory::Name) {
             for (s, e) in capitalised_words(&text[span.start..span.end]) {
                 let word = &text[span.start + s..span.start + e];
-                if word.chars().filter(|c| c.is_alphabetic()).count() > 1 && !self.is_stopword(word) {
+                let letters = word.chars().filter(|c| c.is_alphabetic()).count();
+                let particle = NAME_PARTICLES.contains(&word.to_lowercase().as_str());
+                if letters > 2 && !particle && !self.is_stopword(word) {
                     name_words.insert(word.to_lowercase());
                 }
             }
@@ -309,6 +349,10 @@ impl PhiDetector {
                 }
             }
         }
+        // "de la Cruz", "van der Berg", "St. John": particles before a name belong to it.
+        for span in spans.iter_mut().filter(|s| s.category == PhiCategory::Name) {
+            span.start = extend_over_particles(text, span.start, |w| !self.is_stopword(w));
+        }
         merge(spans)
     }
 
@@ -318,7 +362,7 @@ impl PhiDetector {
         let gap = &text[a.1..b.0];
         // "Garcia, Maria": a known name then a comma joins the next word too.
         let surname_first = gap == ", " && self.is_dictionary_name(&text[a.0..a.1]);
-        if !(gap == " " || gap == "-" || gap == ". " && a.1 - a.0 == 1 || surname_first) {
+        if !(gap == " " || gap == "-" || gap == ". " && a.1 - a.0 == 1 || surname_first || is_particle_gap(gap)) {
             return false;
         }
         let (wa, wb) = (&text[a.0..a.1], &text[b.0..b.1]);
@@ -331,13 +375,15 @@ impl PhiDetector {
 
     /// Trims stopwords from both ends of a name run; `None` when nothing name-like is left.
     fn trim_name(&self, text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
-        let words = capitalised_words(&text[start..end]);
-        let keep: Vec<(usize, usize)> = words
-            .into_iter()
-            .skip_while(|&(s, e)| self.is_plain_word(&text[start + s..start + e]))
-            .collect();
-        let mut keep = keep;
-        while keep.last().is_some_and(|&(s, e)| self.is_plain_word(&text[start + s..start + e])) {
+        // An initial ("A." in "A. Garcia") is part of the name, not the article "a".
+        let plain = |s: usize, e: usize| {
+            let word = &text[start + s..start + e];
+            let initial = e - s == 1 && text[start + e..].starts_with('.');
+            !initial && self.is_plain_word(word)
+        };
+        let mut keep: Vec<(usize, usize)> =
+            capitalised_words(&text[start..end]).into_iter().skip_while(|&(s, e)| plain(s, e)).collect();
+        while keep.last().is_some_and(|&(s, e)| plain(s, e)) {
             keep.pop();
         }
         let (first, last) = (keep.first()?, keep.last()?);
@@ -361,6 +407,19 @@ impl PhiDetector {
         let s = &text[span.start..span.end];
         match span.category {
             PhiCategory::Date => !plausible_numeric_date(s),
+            // A value after "MRN", "member ID", "serial" … is an identifier only when it
+            // holds digits: "Plan: start metformin" names no plan.
+            PhiCategory::Mrn
+            | PhiCategory::Account
+            | PhiCategory::HealthPlan
+            | PhiCategory::Vehicle
+            | PhiCategory::License
+            | PhiCategory::Device => s.chars().filter(char::is_ascii_digit).count() < 3,
+            PhiCategory::Id => {
+                let digits = s.chars().filter(char::is_ascii_digit).count();
+                let letters = s.chars().filter(char::is_ascii_alphabetic).count();
+                !(letters == 0 && digits >= 7 || letters >= 2 && digits >= 3)
+            }
             // "Cardiology Clinic", "Emergency Medical Center": a department, not a place.
             PhiCategory::Hospital => {
                 s.split_whitespace()
@@ -379,6 +438,56 @@ impl Default for PhiDetector {
     }
 }
 
+/// Whether `start..end` begins and ends a word (no letter or digit just outside it).
+fn at_word_boundaries(text: &str, start: usize, end: usize) -> bool {
+    !text[..start].chars().next_back().is_some_and(char::is_alphanumeric)
+        && !text[end..].chars().next().is_some_and(char::is_alphanumeric)
+}
+
+/// Lower-case words that join the parts of a name.
+const NAME_PARTICLES: [&str; 24] = [
+    "de", "del", "della", "da", "das", "dos", "do", "van", "von", "der", "den", "le", "la", "du", "di", "bin", "ibn",
+    "al", "el", "los", "las", "ap", "ó", "mac",
+];
+
+/// A gap of spaces and name particles between two capitalised words ("Van der", " de los ").
+fn is_particle_gap(gap: &str) -> bool {
+    gap.starts_with(' ')
+        && gap.ends_with(' ')
+        && gap.split(' ').filter(|w| !w.is_empty()).all(|w| NAME_PARTICLES.contains(&w.to_lowercase().as_str()))
+        && gap.trim().len() < 12
+}
+
+/// Moves `start` left over name particles ("de la ") and, when there were any, over the
+/// capitalised word before them if `is_name_word` accepts it.
+fn extend_over_particles(text: &str, start: usize, is_name_word: impl Fn(&str) -> bool) -> usize {
+    let mut at = start;
+    let mut moved = false;
+    loop {
+        let before = &text[..at];
+        let Some(rest) = before.strip_suffix(' ') else { break };
+        if let Some(saint) = rest.strip_suffix("St.") {
+            if saint.is_empty() || saint.ends_with(|c: char| !c.is_alphanumeric()) {
+                at = saint.len();
+                moved = true;
+                continue;
+            }
+        }
+        let word_start = rest.rfind(|c: char| !c.is_alphabetic()).map_or(0, |i| i + rest[i..].chars().next().map_or(1, char::len_utf8));
+        let word = &rest[word_start..];
+        if NAME_PARTICLES.contains(&word.to_lowercase().as_str()) && !word.is_empty() {
+            at = word_start;
+            moved = true;
+        } else {
+            if moved && word.chars().next().is_some_and(char::is_uppercase) && is_name_word(word) {
+                at = word_start;
+            }
+            break;
+        }
+    }
+    if moved { at } else { start }
+}
+
 /// An all-caps word after a non-all-caps one is a header ("Garcia HPI"), not a name part.
 fn is_all_caps_header_word(word: &str, previous: &str) -> bool {
     let caps = |w: &str| w.len() > 1 && w.chars().all(|c| !c.is_lowercase());
@@ -390,6 +499,10 @@ fn plausible_numeric_date(s: &str) -> bool {
     let numbers: Vec<u32> = s.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
     if numbers.len() < 2 || s.chars().any(|c| c.is_alphabetic()) {
         return true;
+    }
+    // Month/year ("3/80") and month/day ("2/18") with a cue were matched as such.
+    if numbers.len() == 2 {
+        return (1..=12).contains(&numbers[0]) && (1..=99).contains(&numbers[1]);
     }
     let (a, b) = if numbers[0] > 31 { (numbers[1], numbers[2.min(numbers.len() - 1)]) } else { (numbers[0], numbers[1]) };
     let month_day = (1..=12).contains(&a) && (1..=31).contains(&b);
@@ -509,20 +622,32 @@ fn pattern(source: &str, group: usize, category: PhiCategory) -> Pattern {
     Pattern { regex, group, category }
 }
 
+/// Capitals of the Latin scripts (with Latin-1, Extended-A and the Vietnamese range): a
+/// small class keeps the automata small, where Unicode's \p{Lu} makes them rebuild often.
+const UPPER: &str = "[A-ZÀ-ÖØ-ÞĀ-ſḀ-ỿ]";
+/// Letters of the same scripts, for use inside a character class.
+const LETTER: &str = "A-Za-zÀ-ÖØ-öø-ɏḀ-ỿ";
+
 /// The identifier value after a cue: letters and digits with inner separators, holding a digit.
-const ID_VALUE: &str = r"([A-Za-z]{0,5}[-#]?[0-9][0-9A-Za-z]{2,}(?:[-./][0-9A-Za-z]+)*)";
+const ID_VALUE: &str = r"((?:[A-Za-z0-9]+[-./#])*[A-Za-z0-9]*[0-9][A-Za-z0-9]*(?:[-./#][A-Za-z0-9]+)*)";
 
 fn cued(cue: &str, category: PhiCategory) -> Pattern {
-    pattern(&format!(r"(?i:\b(?:{cue})(?:\s+(?:number|no\.?|num|#|id))?\s*(?:[:#]|is|of)?\s*){ID_VALUE}"), 1, category)
+    pattern(&format!(r"(?i:(?-u:\b)(?:{cue})(?:\s+(?:number|no\.?|num|#|id))?\s*(?:[:#]|is|of)?\s*){ID_VALUE}"), 1, category)
 }
 
 fn build_patterns() -> Vec<Pattern> {
     use PhiCategory::*;
     let month = month_alternation();
+    let month_full = MONTHS_FULL.join("|");
     let ordinal_word = format!("(?:{})", ORDINAL_WORDS.join("|"));
     let day = r"(?:[12][0-9]|3[01]|0?[1-9])(?:st|nd|rd|th)?";
     let year = r"(?:19|20)[0-9]{2}";
     let states = state_alternation();
+    let state_names = {
+        let mut names: Vec<String> = lexicon().states.iter().map(|(n, _)| regex::escape(n)).collect();
+        names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        names.join("|")
+    };
     let street_suffix = r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Drive|Dr|Lane|Ln|Way|Court|Ct|Place|Pl|Terrace|Ter|Circle|Cir|Parkway|Pkwy|Highway|Hwy|Trail|Trl|Square|Sq|Loop|Pike|Row|Alley|Crescent|Plaza)";
     let hospital_suffixes = {
         let mut s: Vec<String> = lexicon().hospital_suffixes.iter().map(|w| regex::escape(w)).collect();
@@ -533,58 +658,77 @@ fn build_patterns() -> Vec<Pattern> {
     };
     vec![
         // Dates.
-        pattern(&format!(r"\b(?:0?[1-9]|[12][0-9]|3[01])[/-](?:0?[1-9]|[12][0-9]|3[01])[/-](?:{year}|[0-9]{{2}})\b"), 0, Date),
-        pattern(&format!(r"\b(?:0?[1-9]|[12][0-9]|3[01])\.(?:0?[1-9]|1[0-2])\.{year}\b"), 0, Date),
-        pattern(&format!(r"\b{year}[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12][0-9]|3[01])(?:[T ][0-9]{{1,2}}:[0-9]{{2}}(?::[0-9]{{2}})?)?\b"), 0, Date),
-        pattern(&format!(r"\b{month}\s+{day}(?:,?\s+{year})?\b"), 0, Date),
-        pattern(&format!(r"\b{day}(?:\s+of)?\s+{month}(?:,?\s+{year})?\b"), 0, Date),
-        pattern(&format!(r"\b{month},?\s+{year}\b"), 0, Date),
-        pattern(&format!(r"(?i:\b{ordinal_word}\s+of\s+){month}(?:,?\s+{year})?\b"), 0, Date),
-        pattern(&format!(r"\b{month}\s+(?:the\s+)?(?i:{ordinal_word})\b(?:,?\s+{year})?"), 0, Date),
-        pattern(r"(?i:\b(?:on|since|from|until|till|dated|dos|date|admitted|discharged|seen|visit)\s*:?\s+)((?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12][0-9]|3[01]))\b", 1, Date),
+        pattern(&format!(r"(?-u:\b)(?:0?[1-9]|[12][0-9]|3[01])[/-](?:0?[1-9]|[12][0-9]|3[01])[/-](?:{year}|[0-9]{{2}})(?-u:\b)"), 0, Date),
+        pattern(&format!(r"(?-u:\b)(?:0?[1-9]|[12][0-9]|3[01])\.(?:0?[1-9]|1[0-2])\.{year}(?-u:\b)"), 0, Date),
+        pattern(&format!(r"(?-u:\b){year}[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12][0-9]|3[01])(?:[T ][0-9]{{1,2}}:[0-9]{{2}}(?::[0-9]{{2}})?)?(?-u:\b)"), 0, Date),
+        pattern(&format!(r"(?-u:\b){month}\s+{day}(?:,?\s+{year})?(?-u:\b)"), 0, Date),
+        pattern(&format!(r"(?-u:\b){day}(?:\s+of)?\s+{month}(?:,?\s+{year})?(?-u:\b)"), 0, Date),
+        pattern(&format!(r"(?-u:\b){month},?\s+{year}(?-u:\b)"), 0, Date),
+        pattern(&format!(r"(?i:(?-u:\b)(?:the\s+)?{ordinal_word}\s+of\s+){month}(?:,?\s+{year})?(?-u:\b)"), 0, Date),
+        // A month alone is an element of a date ("since November"); the cue keeps "may" out.
+        pattern(&format!(r"(?i:(?-u:\b)(?:since|in|during|until|till|by|last|early|late|mid|this|next)\s+)({month_full})(?-u:\b)"), 1, Date),
+        // Month/day or month/year without the rest, after a preposition ("in 3/80", "cath 2/18").
+        pattern(r"(?i:(?-u:\b)(?:in|on|since|from|until|till|by|dated|after|before|with|for|cath|surgery|seen)\s+)((?:0?[1-9]|1[0-2])/(?:[0-9]{2}|[1-9]))(?-u:\b)", 1, Date),
+        pattern(&format!(r"(?-u:\b){month}\s+(?:the\s+)?(?i:{ordinal_word})(?-u:\b)(?:,?\s+{year})?"), 0, Date),
+        pattern(r"(?i:(?-u:\b)(?:on|since|from|until|till|dated|dos|date|admitted|discharged|seen|visit)\s*:?\s+)((?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12][0-9]|3[01]))(?-u:\b)", 1, Date),
         // Ages over 89.
-        pattern(r"\b(9[0-9]|1[01][0-9])\s*-?\s*(?:years?|yrs?|y/o|yo|y\.o\.|year-old|-year-old)", 1, Age),
-        pattern(r"(?i:\bage[d:]?\s*:?\s*)(9[0-9]|1[01][0-9])\b", 1, Age),
-        pattern(r"\b(9[0-9]|1[01][0-9])(?:M|F|yoM|yoF)\b", 1, Age),
+        pattern(r"(?-u:\b)(9[0-9]|1[01][0-9])\s*-?\s*(?:years?|yrs?|y/o|yo|y\.o\.|year-old|-year-old)", 1, Age),
+        pattern(r"(?i:(?-u:\b)age[d:]?\s*:?\s*)(9[0-9]|1[01][0-9])(?-u:\b)", 1, Age),
+        pattern(r"(?-u:\b)(9[0-9]|1[01][0-9])(?:M|F|yoM|yoF)(?-u:\b)", 1, Age),
         // Contact details and network addresses.
-        pattern(r"(?:\+1[\s.-]?)?(?:\([0-9]{3}\)\s?|\b[0-9]{3}[\s.-])[0-9]{3}[\s.-][0-9]{4}\b(?:\s*(?:x|ext\.?)\s*[0-9]{1,5})?", 0, Phone),
-        pattern(r"(?i:\b(?:phone|tel|telephone|cell|mobile|pager|contact|fax|ph)\b[^0-9\n]{0,12})([0-9]{10})\b", 1, Phone),
-        pattern(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b", 0, Email),
-        pattern(r#"(?i:\b(?:https?://|www\.)[^\s<>"'\]\)]+)"#, 0, Url),
-        pattern(r"(?i:\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|gov|health|info|io)(?:/[^\s]*)?)", 0, Url),
-        pattern(r"\b(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\b", 0, Ip),
-        pattern(r"\b(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}\b", 0, Ip),
+        pattern(r"(?i:(?-u:\b)(?:pager|beeper|pgr)\s*#?:?\s*)([0-9]{4,10})(?-u:\b)", 1, Phone),
+        pattern(r"(?:\+1[\s.-]?)?(?:\([0-9]{3}\)\s?|(?-u:\b)[0-9]{3}[\s.-])[0-9]{3}[\s.-][0-9]{4}(?-u:\b)(?:\s*(?:x|ext\.?)\s*[0-9]{1,5})?", 0, Phone),
+        pattern(r"(?i:(?-u:\b)(?:phone|tel|telephone|cell|mobile|pager|contact|fax|ph)(?-u:\b)[^0-9\n]{0,12})([0-9]{10})(?-u:\b)", 1, Phone),
+        pattern(&format!(r"[{LETTER}0-9._%+-]+@[{LETTER}0-9.-]+\.[A-Za-z]{{2,}}(?-u:\b)"), 0, Email),
+        pattern(r#"(?i:(?-u:\b)(?:https?://|www\.)[^\s<>"'\]\)]+)"#, 0, Url),
+        pattern(r"(?i:(?-u:\b)[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|gov|health|info|io)(?:/[^\s]*)?)", 0, Url),
+        pattern(r"(?-u:\b)(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?-u:\b)", 0, Ip),
+        pattern(r"(?-u:\b)(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}(?-u:\b)", 0, Ip),
         // Numbers with a shape or a cue.
-        pattern(r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b", 0, Ssn),
-        pattern(r"(?i:\b(?:ssn|social security)(?:\s+(?:number|no\.?|#))?\s*[:#]?\s*)([0-9]{9}|[0-9]{3}[ -][0-9]{2}[ -][0-9]{4})\b", 1, Ssn),
+        pattern(r"(?-u:\b)[0-9]{3}-[0-9]{2}-[0-9]{4}(?-u:\b)", 0, Ssn),
+        pattern(r"(?i:(?-u:\b)(?:ssn|social security)(?:\s+(?:number|no\.?|#))?\s*[:#]?\s*)([0-9]{9}|[0-9]{3}[ -][0-9]{2}[ -][0-9]{4})(?-u:\b)", 1, Ssn),
         cued(r"mrn|mr\s?#|medical record|med(?:ical)?\s+rec(?:ord)?|chart|hospital\s+(?:#|no\.?|number)|unit\s+no\.?|patient\s+id|pt\s+id", Mrn),
         cued(r"acct|account|billing|encounter|visit|fin|invoice|claim", Account),
         cued(r"member|policy|insurance|subscriber|health\s+plan|plan|medicaid|medicare|beneficiary|group", HealthPlan),
         cued(r"vin|vehicle(?:\s+identification)?|licen[cs]e\s+plate|plate", Vehicle),
         cued(r"licen[cs]e|lic\.?|dea|npi|certificate|cert\.?|registration", License),
         cued(r"serial|s/n|sn|device|udi|implant|pacemaker\s+serial|model|lot", Device),
-        pattern(r"\b[A-HJ-NPR-Z0-9]{17}\b", 0, Vehicle),
-        pattern(r"\b[0-9]{7,}\b", 0, Id),
-        pattern(r"\b[A-Z]{1,3}-?[0-9]{6,}\b", 0, Id),
+        pattern(r"(?-u:\b)[A-HJ-NPR-Z0-9]{17}(?-u:\b)", 0, Vehicle),
+        pattern(r"(?-u:\b)[0-9]{7,}(?-u:\b)", 0, Id),
+        pattern(r"(?-u:\b)[A-Z]{1,3}-?[0-9]{6,}(?-u:\b)", 0, Id),
+        // Plates and other codes of capitals and digits ("2JXX710"); filtered to mixed ones.
+        pattern(r"(?-u:\b)[A-Z0-9]{6,10}(?-u:\b)", 0, Id),
+        // Transcription marks: initials then user names ("XGT:holmes", "GPP/church/olinger").
+        pattern(r"(?-u:\b)[A-Z]{2,4}[:/]([a-z]{3,12})(?-u:\b)", 1, Name),
+        pattern(r"(?-u:\b)[A-Z]{2,4}/[a-z]{3,12}/([a-z]{3,12})(?-u:\b)", 1, Name),
+        pattern(r"(?m)^[ \t]*([A-Z][A-Z'-]+,[A-Z][A-Z'-]+)(?:[ \t]|$)", 1, Name),
+        cued(r"study\s+(?:code|id)|subject\s+id|participant\s+id|voiceprint(?:\s+template)?", Id),
         // Places.
-        pattern(&format!(r"\b[0-9]{{1,6}}\s+(?:[NSEW]\.?\s+)?(?:(?:[A-Z0-9][\p{{L}}0-9'’.-]*|de|del|la|las|los|van|von|di|du|da|el)\s+){{1,5}}{street_suffix}\b\.?(?:,?\s+(?:Apt|Apartment|Unit|Suite|Ste|#)\.?\s*[A-Za-z0-9-]+)?"), 0, Address),
-        pattern(r"(?i:\bP\.?\s?O\.?\s+Box\s+[0-9]+)", 0, Address),
-        pattern(&format!(r"\b((?:\p{{Lu}}[\p{{L}}'’.-]+\s){{0,2}}\p{{Lu}}[\p{{L}}'’-]+),\s+(?:{states})\b"), 1, City),
-        pattern(&format!(r"\b{states},?\s+([0-9]{{5}}(?:-[0-9]{{4}})?)\b"), 1, Zip),
-        pattern(r"(?i:\bzip(?:\s*code)?\s*:?\s*)([0-9]{5}(?:-[0-9]{4})?)\b", 1, Zip),
-        pattern(&format!(r"((?:\b(?:St\.?|Saint)\s+)?(?:\b[A-Z][A-Za-z'’.-]*\s+){{1,4}}(?:{hospital_suffixes}))\b"), 1, Hospital),
+        pattern(&format!(r"(?-u:\b)[0-9]{{1,6}}\s+(?:[NSEW]\.?\s+)?(?:(?:[A-Z0-9][{LETTER}0-9'’.-]*|de|del|la|las|los|van|von|di|du|da|el)\s+){{1,5}}{street_suffix}(?-u:\b)\.?(?:,?\s+(?:Apt|Apartment|Unit|Suite|Ste|#)\.?\s*[A-Za-z0-9-]+)?"), 0, Address),
+        pattern(r"(?i:(?-u:\b)P\.?\s?O\.?\s+Box\s+[0-9]+)", 0, Address),
+        // "Springfield, IL 62704" and "Springfield, Illinois"; "Soft, ND" is an exam note.
+        pattern(&format!(r"((?:{UPPER}[{LETTER}'’.-]+\s){{0,2}}{UPPER}[{LETTER}'’-]+),\s+{states}\s+[0-9]{{5}}"), 1, City),
+        pattern(&format!(r"((?:{UPPER}[{LETTER}'’.-]+\s){{0,2}}{UPPER}[{LETTER}'’-]+),\s+(?:{state_names})(?-u:\b)"), 1, City),
+        pattern(&format!(r"((?:{UPPER}[{LETTER}]+\s)?{UPPER}[{LETTER}]+\s+(?:County|Parish|Borough))(?-u:\b)"), 1, City),
+        pattern(&format!(r"(?i:(?-u:\b)(?:city|town|village)\s+of\s+)({UPPER}[{LETTER}]+(?:\s{UPPER}[{LETTER}]+)?)"), 1, City),
+        pattern(&format!(r"(?-u:\b){states},?\s+([0-9]{{5}}(?:-[0-9]{{4}})?)\b"), 1, Zip),
+        pattern(r"(?i:(?-u:\b)zip(?:\s*code)?\s*:?\s*)([0-9]{5}(?:-[0-9]{4})?)(?-u:\b)", 1, Zip),
+        pattern(&format!(r"((?:(?-u:\b)(?:St\.?|Saint)\s+)?(?:{UPPER}[{LETTER}'’.-]*\s+(?:(?:of|the|and|for|de|la|del)\s+)*){{1,5}}(?:{hospital_suffixes}))(?-u:\b)"), 1, Hospital),
     ]
 }
 
 fn build_name_patterns() -> Vec<Regex> {
-    let word = r"(?:\p{Lu}[\p{L}'’-]+|\p{Lu}\.)";
-    let particle = r"(?:(?:de|del|de la|da|dos|van|van der|von|bin|al|el|le|la|di|du|St\.)\s+)?";
-    let name_run = format!(r"({word}(?:\s+{particle}{word}){{0,3}})");
+    let word = format!(r"(?:{UPPER}[{LETTER}'’-]+|{UPPER}\.)");
+    let particle = r"(?:(?i:de|del|de la|de los|da|dos|van|van der|van den|von|bin|al|el|le|la|di|du|ap|ó|St\.)[ \t]+)?";
+    // Names stay on their line: "PCP: Gilbert Perez\nAttending: ..." is two names.
+    let name_run = format!(r"({particle}{word}(?:[ \t]+{particle}{word}){{0,3}})");
+    // After a cue the name may come surname first: "for Kapaona, Boubacar".
+    let cued_run = format!(r"({particle}{word},[ \t]+{word}(?:[ \t]+{word})?|{particle}{word}(?:[ \t]+{particle}{word}){{0,3}})");
     let sources = [
-        format!(r"\b(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof|Sr|Sra|Rev)\.?\s+{name_run}"),
-        format!(r"(?i:\b(?:patient(?:\s+name)?|name|pt(?:\s+name)?|seen\s+by|signed\s+by|electronically\s+signed(?:\s+by)?|dictated\s+by|transcribed\s+by|reviewed\s+by|attending(?:\s+physician)?|resident|fellow|pcp|primary\s+care(?:\s+(?:physician|provider))?|referr(?:ed|ing)(?:\s+(?:by|physician|provider))?|provider|nurse|cc|emergency\s+contact|contact|guardian|spouse|husband|wife|son|daughter|mother|father|brother|sister|partner|accompanied\s+by|interpreter|caregiver|friend|niece|nephew|grandson|granddaughter)\s*[:\-]?\s+){name_run}"),
-        format!(r"{name_run},?\s+(?:MD|M\.D\.|DO|RN|NP|PA-C|PhD|DDS|PharmD|MSW|LCSW|CNM|FNP|APRN|CRNA|DPM|OD|FNP-BC|MBBS)\b"),
-        format!(r"(?i:\b(?:patient|name|pt)\s*:\s*)(\p{{Lu}}[\p{{L}}'’-]+,\s*{word}(?:\s+{word})?)"),
+        format!(r"(?-u:\b)(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof|Sr|Sra|Rev)\.?\s+{name_run}"),
+        format!(r"(?i:(?-u:\b)(?:patient(?:\s+name)?|name|pt(?:\s+name)?|seen\s+by|signed\s+by|electronically\s+signed(?:\s+by)?|dictated\s+by|transcribed\s+by|reviewed\s+by|attending(?:\s+physician)?|resident|fellow|pcp|primary\s+care(?:\s+(?:physician|provider))?|referr(?:ed|ing)(?:\s+(?:by|physician|provider))?|provider|nurse|cc|emergency\s+contact|contact|guardian|spouse|husband|wife|son|daughter|mother|father|brother|sister|partner|accompanied\s+by|interpreter|caregiver|friend|niece|nephew|grandson|granddaughter|(?:summary|note|report|letter|record)\s+for)\s*[:\-]?\s+){cued_run}"),
+        format!(r"{name_run},?\s+(?:(?:MD|DO|RN|NP|PA-C|PhD|DDS|PharmD|MSW|LCSW|CNM|FNP|APRN|CRNA|DPM|OD|FNP-BC|MBBS)(?-u:\b)|M\.D\.)"),
+        format!(r"(?i:(?-u:\b)(?:patient|name|pt)\s*:\s*)({UPPER}[{LETTER}'’-]+,\s*{word}(?:\s+{word})?)"),
     ];
     sources.iter().map(|s| Regex::new(s).unwrap_or_else(|e| panic!("built-in name pattern: {e}"))).collect()
 }
