@@ -7,11 +7,17 @@
 #                build one from any llama.cpp source with `cmake --build . --target llama-bench`)
 #   LLAMA_SERVER path to a llama-server binary: the extraction anchor is rerun on this
 #                machine (scripts/bench_llama_server.py) beside medllm (optional)
+#   SECTIONS     which parts to run (default "generation extraction data")
+#   DATA_DOCS    synthetic documents for the data benchmark (default 10000)
+#   DEID_PUBLIC_GOLD  a labelled public sample in `eval deid` gold format (optional;
+#                see docs/benchmarks.md for how it was made)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 threads="${THREADS:-2}"
 reps="${REPS:-3}"
+sections="${SECTIONS:-generation extraction data}"
+runs() { [[ " $sections " == *" $1 "* ]]; }
 scripts/setup.sh
 cargo build --release --quiet
 model="$(scripts/fetch-model.sh)"
@@ -24,6 +30,7 @@ echo "# medllm benchmarks — $(date -u +%Y-%m-%d), $(nproc) cores, $threads thr
 echo "model: $model"
 echo
 
+if runs generation; then
 echo "## Generation (foundation)"
 # The engine alone, measured the way llama-bench does (ppN: one prompt of N tokens in
 # batches of 512; tg128: 128 single-token decodes from position 0, no sampling), in the
@@ -78,7 +85,9 @@ if [ -n "${LLAMA_BENCH:-}" ]; then
   printf '| %-44s | %12s | %12s |\n' "llama-bench tg128 (interleaved)" "$ref_tg" "$(ratio "$ref_tg" "$engine_tg")"
   printf '| %-44s | %12s | %12s |\n' "generate greedy / llama-bench tg128" "" "$(ratio "$gen_greedy" "$ref_tg")"
 fi
+fi
 
+if runs extraction; then
 echo
 echo "## Extraction"
 # The 16 reports and schema on which the issues' anchors were measured (llama-server,
@@ -122,3 +131,46 @@ for schema in discharge_summary clinic_note medication_list; do
   extract_row "extract_dev (24), $schema, --parallel 4" --schema "$schema" -P 4 "$dev"
 done
 extract_row "extract_dev (24), discharge_summary, --extractive" --schema discharge_summary -P 4 --extractive "$dev"
+fi
+
+if runs data; then
+echo
+echo "## Data pipeline (no model)"
+# Wall time and peak memory of each command, from the kernel's accounting of the child.
+measure() {
+  python3 - "$@" <<'PY'
+import resource, subprocess, sys, time
+start = time.monotonic()
+subprocess.run(sys.argv[1:], check=False, stdout=subprocess.DEVNULL)
+seconds = time.monotonic() - start
+peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(f"{seconds:.2f} {peak_mib:.0f}")
+PY
+}
+n_docs="${DATA_DOCS:-10000}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+printf '| %-44s | %9s | %8s | %9s |\n' "run ($n_docs synthetic documents)" "seconds" "docs/s" "peak MiB"
+printf '| %-44s | %9s | %8s | %9s |\n' "--------------------------------------------" "---------" "--------" "---------"
+data_row() {
+  local label="$1"; shift
+  read -r seconds peak < <(measure "$@")
+  printf '| %-44s | %9s | %8.0f | %9s |\n' "$label" "$seconds" "$(awk -v n="$n_docs" -v s="$seconds" 'BEGIN { print n / s }')" "$peak"
+}
+for _ in $(seq "$reps"); do
+  rm -rf "$work/corpus" "$work/data"
+  data_row "synth" $medllm synth -q -o "$work/corpus" --n "$n_docs" --seed 1
+  data_row "deid (JSONL, redact, with --spans)" $medllm deid -q "$work/corpus/documents.jsonl" -o "$work/deid.jsonl" --spans "$work/spans.jsonl"
+  data_row "deid (JSONL, surrogate)" $medllm deid -q --mode surrogate --date-shift-seed 3 "$work/corpus/documents.jsonl" -o "$work/deid.jsonl"
+  data_row "prepare (synth folder, redact)" $medllm prepare -q "$work/corpus" -o "$work/data" --seed 1
+done
+echo
+echo "De-identification quality on a held-out synthetic corpus (seed 5551212, 2000 documents):"
+$medllm synth -q -o "$work/heldout" --n 2000 --seed 5551212
+$medllm eval deid --gold "$work/heldout/documents.jsonl"
+if [ -n "${DEID_PUBLIC_GOLD:-}" ]; then
+  echo
+  echo "On the public sample $DEID_PUBLIC_GOLD:"
+  $medllm eval deid --gold "$DEID_PUBLIC_GOLD"
+fi
+fi

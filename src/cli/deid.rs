@@ -49,10 +49,14 @@ pub(crate) struct DeidArgs {
 /// A seed nobody can guess, for date shifting when none is given.
 fn fresh_seed() -> u64 {
     let mut bytes = [0u8; 8];
-    if std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes)).is_ok() {
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .is_ok()
+    {
         return u64::from_le_bytes(bytes);
     }
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     (nanos as u64) ^ u64::from(std::process::id()).rotate_left(32)
 }
 
@@ -87,10 +91,19 @@ fn sniff_stdin(reader: &mut dyn BufRead) -> Result<StreamFormat> {
 }
 
 pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
-    let deid = Deidentifier::new(DeidOptions { mode: args.mode, date_shift_seed: args.date_shift_seed.unwrap_or_else(fresh_seed) });
-    let fields = StreamFields { text: args.text_field.clone(), id: args.id_field.clone(), patient: args.patient_field.clone() };
+    let deid = Deidentifier::new(DeidOptions {
+        mode: args.mode,
+        date_shift_seed: args.date_shift_seed.unwrap_or_else(fresh_seed),
+    });
+    let fields = StreamFields {
+        text: args.text_field.clone(),
+        id: args.id_field.clone(),
+        patient: args.patient_field.clone(),
+    };
     let mut spans = match &args.spans {
-        Some(path) => Some(AtomicWriter::create(path).with_context(|| format!("cannot write {}", path.display()))?),
+        Some(path) => {
+            Some(AtomicWriter::create(path).with_context(|| format!("cannot write {}", path.display()))?)
+        }
         None => None,
     };
     let mut total = StreamStats::default();
@@ -108,19 +121,22 @@ pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
     let single = args.inputs.len() == 1 && !args.inputs[0].is_dir();
     if single {
         let input = &args.inputs[0];
-        let (format, mut reader, source): (StreamFormat, Box<dyn BufRead>, String) = if input.as_os_str() == "-" {
-            let mut reader: Box<dyn BufRead> = Box::new(BufReader::new(std::io::stdin()));
-            (sniff_stdin(&mut reader)?, reader, "stdin".into())
-        } else {
-            let file = std::fs::File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
-            (StreamFormat::of_path(input), Box::new(BufReader::new(file)), input.display().to_string())
-        };
+        let (format, mut reader, source): (StreamFormat, Box<dyn BufRead>, String) =
+            if input.as_os_str() == "-" {
+                let mut reader: Box<dyn BufRead> = Box::new(BufReader::new(std::io::stdin()));
+                (sniff_stdin(&mut reader)?, reader, "stdin".into())
+            } else {
+                let file =
+                    std::fs::File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
+                (StreamFormat::of_path(input), Box::new(BufReader::new(file)), input.display().to_string())
+            };
         match &args.out {
             Some(path) => {
                 if input.as_os_str() != "-" && same_file(input, path) {
                     bail!("--out {} is the input itself; choose another file", path.display());
                 }
-                let mut out = AtomicWriter::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+                let mut out =
+                    AtomicWriter::create(path).with_context(|| format!("cannot write {}", path.display()))?;
                 let spans_out = spans.as_mut().map(|w| w as &mut dyn Write);
                 add(deidentify_stream(&deid, format, &source, &mut reader, &mut out, spans_out, &fields)?);
                 out.commit().with_context(|| format!("cannot write {}", path.display()))?;
@@ -142,8 +158,16 @@ pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
                 bail!("stdin (-) cannot be mixed with other inputs");
             }
             if input.is_dir() {
-                if same_file(input, out_dir) || out_dir.canonicalize().is_ok_and(|o| o.starts_with(input.canonicalize().unwrap_or_default())) {
-                    bail!("--out {} is inside the input folder {}; choose a folder outside it", out_dir.display(), input.display());
+                if same_file(input, out_dir)
+                    || out_dir
+                        .canonicalize()
+                        .is_ok_and(|o| o.starts_with(input.canonicalize().unwrap_or_default()))
+                {
+                    bail!(
+                        "--out {} is inside the input folder {}; choose a folder outside it",
+                        out_dir.display(),
+                        input.display()
+                    );
                 }
                 let mut files = Vec::new();
                 walk(input, input, &mut files)?;
@@ -155,19 +179,32 @@ pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
         }
         for (input, output) in jobs {
             if let Some(parent) = output.parent() {
-                std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
             }
             let file = match std::fs::File::open(&input) {
                 Ok(file) => file,
                 Err(e) => {
-                    add(StreamStats { failures: vec![format!("{}: cannot open: {e}", input.display())], ..Default::default() });
+                    add(StreamStats {
+                        failures: vec![format!("{}: cannot open: {e}", input.display())],
+                        ..Default::default()
+                    });
                     continue;
                 }
             };
-            let mut out = AtomicWriter::create(&output).with_context(|| format!("cannot write {}", output.display()))?;
+            let mut out = AtomicWriter::create(&output)
+                .with_context(|| format!("cannot write {}", output.display()))?;
             let spans_out = spans.as_mut().map(|w| w as &mut dyn Write);
             let source = input.display().to_string();
-            add(deidentify_stream(&deid, StreamFormat::of_path(&input), &source, &mut BufReader::new(file), &mut out, spans_out, &fields)?);
+            add(deidentify_stream(
+                &deid,
+                StreamFormat::of_path(&input),
+                &source,
+                &mut BufReader::new(file),
+                &mut out,
+                spans_out,
+                &fields,
+            )?);
             out.commit().with_context(|| format!("cannot write {}", output.display()))?;
         }
     }
@@ -181,7 +218,11 @@ pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
             "de-identified {} documents: {replaced} spans replaced ({}){}",
             total.documents,
             if by_category.is_empty() { "none".into() } else { by_category.join(", ") },
-            if total.failures.is_empty() { String::new() } else { format!("; {} records left out", total.failures.len()) }
+            if total.failures.is_empty() {
+                String::new()
+            } else {
+                format!("; {} records left out", total.failures.len())
+            }
         );
     }
     Ok(if total.failures.is_empty() { Outcome::Success } else { Outcome::SomeInputsFailed })

@@ -8,8 +8,8 @@ use clap::{Args, Subcommand};
 
 use super::options::ModelOptions;
 use super::{GlobalOptions, Outcome};
-use crate::data::{InputOptions, read_inputs};
 use crate::data::deid::PhiDetector;
+use crate::data::{InputOptions, read_inputs};
 use crate::eval::{ExtractionScores, GoldPhiDocument, GoldRecord, score_deid, score_extraction};
 use crate::extract::{
     ExtractOptions, ExtractionRecord, ExtractionSchema, Extractor, OutputConstraint, SchemaLimits,
@@ -165,7 +165,8 @@ fn print_table(out: &mut impl Write, s: &ExtractionScores) -> std::io::Result<()
 
 fn eval_deid(args: EvalDeidArgs, global: &GlobalOptions) -> Result<Outcome> {
     use std::io::BufRead;
-    let file = std::fs::File::open(&args.gold).with_context(|| format!("cannot read gold {}", args.gold.display()))?;
+    let file = std::fs::File::open(&args.gold)
+        .with_context(|| format!("cannot read gold {}", args.gold.display()))?;
     let mut bad_lines = 0usize;
     let mut documents = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
@@ -177,7 +178,12 @@ fn eval_deid(args: EvalDeidArgs, global: &GlobalOptions) -> Result<Outcome> {
             Ok(document) => documents.push(document),
             Err(e) => {
                 bad_lines += 1;
-                eprintln!("warning: {}:{}: not a gold line ({}); skipped", args.gold.display(), i + 1, e.classify_name());
+                eprintln!(
+                    "warning: {}:{}: not a gold line ({}); skipped",
+                    args.gold.display(),
+                    i + 1,
+                    e.classify_name()
+                );
             }
         }
     }
@@ -186,7 +192,10 @@ fn eval_deid(args: EvalDeidArgs, global: &GlobalOptions) -> Result<Outcome> {
     }
     let detector = PhiDetector::new();
     let mut misses = match &args.misses {
-        Some(path) => Some(crate::atomic_file::AtomicWriter::create(path).with_context(|| format!("cannot write {}", path.display()))?),
+        Some(path) => Some(
+            crate::atomic_file::AtomicWriter::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        ),
         None => None,
     };
     let mut write_error = None;
@@ -210,17 +219,33 @@ fn eval_deid(args: EvalDeidArgs, global: &GlobalOptions) -> Result<Outcome> {
         serde_json::to_writer_pretty(&mut out, &scores)?;
         writeln!(out)?;
     } else {
-        writeln!(out, "{:<12} {:>6} {:>6} {:>8} {:>8} {:>8} {:>9} {:>6}", "category", "gold", "found", "recall", "detected", "correct", "precision", "f1")?;
-        let rows = scores.categories.iter().map(|(c, s)| (c.as_str(), s)).chain(std::iter::once(("overall", &scores.overall)));
+        writeln!(
+            out,
+            "{:<12} {:>6} {:>6} {:>8} {:>8} {:>8} {:>9} {:>6}",
+            "category", "gold", "found", "recall", "detected", "correct", "precision", "f1"
+        )?;
+        let rows = scores
+            .categories
+            .iter()
+            .map(|(c, s)| (c.as_str(), s))
+            .chain(std::iter::once(("overall", &scores.overall)));
         for (name, s) in rows {
-            writeln!(out, "{name:<12} {:>6} {:>6} {:>8.4} {:>8} {:>8} {:>9.4} {:>6.4}", s.gold, s.found, s.recall, s.detected, s.correct, s.precision, s.f1)?;
+            writeln!(
+                out,
+                "{name:<12} {:>6} {:>6} {:>8.4} {:>8} {:>8} {:>9.4} {:>6.4}",
+                s.gold, s.found, s.recall, s.detected, s.correct, s.precision, s.f1
+            )?;
         }
         writeln!(out, "\ndocuments {}", scores.documents)?;
     }
     if !global.quiet && scores.invalid_gold_spans > 0 {
         eprintln!("{} gold spans lay outside their text and were not scored", scores.invalid_gold_spans);
     }
-    Ok(if bad_lines > 0 || scores.invalid_gold_spans > 0 { Outcome::SomeInputsFailed } else { Outcome::Success })
+    Ok(if bad_lines > 0 || scores.invalid_gold_spans > 0 {
+        Outcome::SomeInputsFailed
+    } else {
+        Outcome::Success
+    })
 }
 
 /// A serde_json error's category without the input it quotes.

@@ -79,7 +79,8 @@ struct ModelTokens {
 
 impl TokenCounter for ModelTokens {
     fn count_tokens(&self, messages: &[Message]) -> usize {
-        let chat: Vec<ChatMessage> = messages.iter().map(|m| ChatMessage::new(&m.role, m.content.clone())).collect();
+        let chat: Vec<ChatMessage> =
+            messages.iter().map(|m| ChatMessage::new(&m.role, m.content.clone())).collect();
         let text = match &self.template {
             Some(template) => apply_chat_template(template, &chat, false).unwrap_or_default(),
             None => chat.iter().map(|m| format!("### {}\n{}\n\n", m.role, m.content)).collect(),
@@ -93,11 +94,15 @@ pub(crate) fn run(args: PrepareArgs, global: &GlobalOptions) -> Result<Outcome> 
         bail!("--near-duplicate must be between 0 and 1");
     }
     let deid = if args.unsafe_keep_phi {
-        eprintln!("WARNING: --unsafe-keep-phi: de-identification is OFF; any PHI in the inputs goes into the training data");
+        eprintln!(
+            "WARNING: --unsafe-keep-phi: de-identification is OFF; any PHI in the inputs goes into the training data"
+        );
         None
     } else {
         let seed = args.date_shift_seed.unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
         });
         Some(DeidOptions { mode: args.deid_mode, date_shift_seed: seed })
     };
@@ -153,7 +158,11 @@ pub(crate) fn run(args: PrepareArgs, global: &GlobalOptions) -> Result<Outcome> 
             card.records_kept,
             card.records_read,
             args.out.display(),
-            if dropped == 0 { String::new() } else { format!("; dropped {dropped} ({}), see rejected.jsonl", reasons.join(", ")) }
+            if dropped == 0 {
+                String::new()
+            } else {
+                format!("; dropped {dropped} ({}), see rejected.jsonl", reasons.join(", "))
+            }
         );
     }
     Ok(if card.rejected > 0 { Outcome::SomeInputsFailed } else { Outcome::Success })

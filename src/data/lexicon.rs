@@ -267,8 +267,12 @@ mod tests {
         assert!(l.diagnoses.len() > 150 && l.drugs.len() > 100 && l.labs.len() > 50);
         assert!(l.imaging.len() > 100 && l.eponyms.len() > 100 && l.synonyms.len() > 100);
         assert!(!l.hospital_prefixes.is_empty() && !l.hospital_suffixes.is_empty() && l.sections.len() > 80);
-        let known: std::collections::HashSet<String> =
-            l.given_names.iter().map(|g| g.name.to_lowercase()).chain(l.surnames.iter().map(|s| s.to_lowercase())).collect();
+        let known: std::collections::HashSet<String> = l
+            .given_names
+            .iter()
+            .map(|g| g.name.to_lowercase())
+            .chain(l.surnames.iter().map(|s| s.to_lowercase()))
+            .collect();
         let leaked: Vec<&str> = l
             .heldout_given_names
             .iter()

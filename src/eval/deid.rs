@@ -109,7 +109,16 @@ pub fn score_deid(
             if found {
                 score.found += 1;
             } else {
-                on_miss(&document, DeidMiss { id: document.id.clone(), kind: "missed", category: span.category, start: span.start, end: span.end });
+                on_miss(
+                    &document,
+                    DeidMiss {
+                        id: document.id.clone(),
+                        kind: "missed",
+                        category: span.category,
+                        start: span.start,
+                        end: span.end,
+                    },
+                );
             }
         }
         for span in &detected {
@@ -120,7 +129,16 @@ pub fn score_deid(
                 score.correct += 1;
             } else {
                 let chars = crate::data::phi::to_char_spans(text, std::slice::from_ref(span));
-                on_miss(&document, DeidMiss { id: document.id.clone(), kind: "false_hit", category: span.category, start: chars[0].start, end: chars[0].end });
+                on_miss(
+                    &document,
+                    DeidMiss {
+                        id: document.id.clone(),
+                        kind: "false_hit",
+                        category: span.category,
+                        start: chars[0].start,
+                        end: chars[0].end,
+                    },
+                );
             }
         }
     }
@@ -160,7 +178,11 @@ mod tests {
         // false hit: the date-like "03/04/2022" is not in the gold.
         let doc = gold(
             "Dr. Helen Schwartz saw her on 03/14/2024 at Zorbly. Form 03/04/2022.",
-            &[("Helen Schwartz", PhiCategory::Name), ("03/14/2024", PhiCategory::Date), ("Zorbly", PhiCategory::Hospital)],
+            &[
+                ("Helen Schwartz", PhiCategory::Name),
+                ("03/14/2024", PhiCategory::Date),
+                ("Zorbly", PhiCategory::Hospital),
+            ],
         );
         let mut misses = Vec::new();
         let scores = score_deid(&detector, [doc], |_, m| misses.push((m.kind, m.category)));

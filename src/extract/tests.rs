@@ -15,7 +15,13 @@ fn documents(n: usize) -> Vec<InputItem> {
         "Labs 03/14/2024: Na 131 mmol/L (135-145) L; K 4.1 mmol/L (3.5-5.1); Cr 1.9 mg/dL (0.6-1.2) H.",
     ];
     (0..n)
-        .map(|i| InputItem::Document(Document { id: format!("doc{i}"), text: texts[i % texts.len()].into(), ..Default::default() }))
+        .map(|i| {
+            InputItem::Document(Document {
+                id: format!("doc{i}"),
+                text: texts[i % texts.len()].into(),
+                ..Default::default()
+            })
+        })
         .collect()
 }
 

@@ -69,7 +69,8 @@ fn deid_leaves_bad_lines_out_reports_them_without_content_and_exits_1() {
     .unwrap();
     let out = dir.path().join("out.jsonl");
     let spans = dir.path().join("spans.jsonl");
-    let output = medllm().arg("deid").arg(&input).arg("-o").arg(&out).arg("--spans").arg(&spans).output().unwrap();
+    let output =
+        medllm().arg("deid").arg(&input).arg("-o").arg(&out).arg("--spans").arg(&spans).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = stderr_of(&output);
     assert!(stderr.contains("notes.jsonl:2") && !stderr.contains("Yamamoto"), "{stderr}");
@@ -101,9 +102,11 @@ fn prepare_reads_a_synth_folder_and_reports_rejections_with_exit_1() {
     let corpus = dir.path().join("corpus");
     synth(&corpus, 60, 8);
     let out = dir.path().join("data");
-    let output = medllm().arg("prepare").arg(&corpus).arg("-o").arg(&out).arg("--seed").arg("1").output().unwrap();
+    let output =
+        medllm().arg("prepare").arg(&corpus).arg("-o").arg(&out).arg("--seed").arg("1").output().unwrap();
     assert!(output.status.success(), "{}", stderr_of(&output));
-    for name in ["train.jsonl", "val.jsonl", "test.jsonl", "rejected.jsonl", "data_card.md", "data_card.json"] {
+    for name in ["train.jsonl", "val.jsonl", "test.jsonl", "rejected.jsonl", "data_card.md", "data_card.json"]
+    {
         assert!(out.join(name).is_file(), "{name} missing");
     }
     let card: Value = serde_json::from_slice(&std::fs::read(out.join("data_card.json")).unwrap()).unwrap();

@@ -53,15 +53,21 @@ pub fn shift_date(date: &str, days: i64) -> Option<String> {
     for part in parts {
         match part {
             Part::Day { start, end, digits } => {
-                let new = if digits { write_day(&date[start..end], nd) } else { write_ordinal_word(&date[start..end], nd) };
+                let new = if digits {
+                    write_day(&date[start..end], nd)
+                } else {
+                    write_ordinal_word(&date[start..end], nd)
+                };
                 out.replace_range(start..end, &new);
             }
             Part::Month { start, end, word } => {
-                let new = if word { write_month_word(&date[start..end], nm) } else { pad(&date[start..end], nm) };
+                let new =
+                    if word { write_month_word(&date[start..end], nm) } else { pad(&date[start..end], nm) };
                 out.replace_range(start..end, &new);
             }
             Part::Year { start, end } => {
-                let new = if end - start == 2 { format!("{:02}", ny.rem_euclid(100)) } else { ny.to_string() };
+                let new =
+                    if end - start == 2 { format!("{:02}", ny.rem_euclid(100)) } else { ny.to_string() };
                 out.replace_range(start..end, &new);
             }
         }
@@ -86,7 +92,11 @@ fn tokens(date: &str) -> Vec<(usize, usize)> {
             let start = i;
             let digits = bytes[i].is_ascii_digit();
             while i < bytes.len()
-                && (if digits { bytes[i].is_ascii_digit() } else { bytes[i].is_ascii_alphabetic() || bytes[i] == b'-' })
+                && (if digits {
+                    bytes[i].is_ascii_digit()
+                } else {
+                    bytes[i].is_ascii_alphabetic() || bytes[i] == b'-'
+                })
             {
                 i += 1;
             }

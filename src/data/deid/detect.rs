@@ -120,7 +120,7 @@ east west north south street avenue road drive lane court new care health medica
 clinical hospital university general memorial regional community state county city \
 final preliminary addendum page date time name age sex dob mrn id number phone fax email \
 tylenol advil motrin aspirin insulin physician physicians surgeon provider staff team service attending \
-soft nontender tender distended";
+soft nontender tender distended mobile desk office home work";
 
 /// Words that are also given names or surnames ("Grace", "Stone"): as dictionary names they
 /// need context, but after a cue ("Patient: Grace Stone") they are names.
@@ -168,12 +168,8 @@ impl PhiDetector {
 
         let given_names: HashSet<String> = lexicon.given_names.iter().map(|g| lower(g.name)).collect();
         let surnames: HashSet<String> = lexicon.surnames.iter().map(|s| lower(s)).collect();
-        let eponym_heads: HashSet<String> = lexicon
-            .eponyms
-            .iter()
-            .filter_map(|e| e.split([' ', '-', '\'', '’']).next())
-            .map(lower)
-            .collect();
+        let eponym_heads: HashSet<String> =
+            lexicon.eponyms.iter().filter_map(|e| e.split([' ', '-', '\'', '’']).next()).map(lower).collect();
         let name_like: HashSet<&str> = NAME_LIKE_WORDS.split_whitespace().collect();
         for lab in &lexicon.labs {
             clinical_words.insert(lab.abbrev.to_lowercase());
@@ -192,7 +188,8 @@ impl PhiDetector {
             .cloned()
             .collect();
         // Clinical words that are not dictionary names also never extend a name.
-        stopwords.extend(clinical_words.into_iter().filter(|w| !given_names.contains(w) && !surnames.contains(w)));
+        stopwords
+            .extend(clinical_words.into_iter().filter(|w| !given_names.contains(w) && !surnames.contains(w)));
 
         let cities: HashSet<String> = lexicon.cities.iter().map(|c| lower(c.name)).collect();
         let ambiguous_cities: HashSet<String> = cities
@@ -302,13 +299,18 @@ impl PhiDetector {
                 let run = &words[first..=last];
                 let unambiguous = run.iter().any(|&(s, e)| {
                     let w = text[s..e].to_lowercase();
-                    (self.given_names.contains(&w) || self.surnames.contains(&w)) && !self.ambiguous_names.contains(&w)
+                    (self.given_names.contains(&w) || self.surnames.contains(&w))
+                        && !self.ambiguous_names.contains(&w)
                 });
                 let name_like_run = run.len() > 1
                     && run.iter().all(|&(s, e)| !self.is_stopword(&text[s..e]))
                     && run.iter().any(|&(s, e)| text[s..e].chars().count() > 2);
                 if unambiguous || name_like_run {
-                    spans.push(PhiSpan { start: run[0].0, end: run[run.len() - 1].1, category: PhiCategory::Name });
+                    spans.push(PhiSpan {
+                        start: run[0].0,
+                        end: run[run.len() - 1].1,
+                        category: PhiCategory::Name,
+                    });
                 }
                 i = last + 1;
                 continue;
@@ -323,7 +325,10 @@ impl PhiDetector {
                 continue;
             }
             let cue = preceding_word(text, m.start()).is_some_and(|w| {
-                matches!(w.to_lowercase().as_str(), "in" | "from" | "near" | "to" | "of" | "at" | "resident" | "lives")
+                matches!(
+                    w.to_lowercase().as_str(),
+                    "in" | "from" | "near" | "to" | "of" | "at" | "resident" | "lives"
+                )
             });
             if cue || !self.ambiguous_cities.contains(&text[m.start()..m.end()].to_lowercase()) {
                 spans.push(PhiSpan { start: m.start(), end: m.end(), category: PhiCategory::City });
@@ -362,7 +367,12 @@ impl PhiDetector {
         let gap = &text[a.1..b.0];
         // "Garcia, Maria": a known name then a comma joins the next word too.
         let surname_first = gap == ", " && self.is_dictionary_name(&text[a.0..a.1]);
-        if !(gap == " " || gap == "-" || gap == ". " && a.1 - a.0 == 1 || surname_first || is_particle_gap(gap)) {
+        if !(gap == " "
+            || gap == "-"
+            || gap == ". " && a.1 - a.0 == 1
+            || surname_first
+            || is_particle_gap(gap))
+        {
             return false;
         }
         let (wa, wb) = (&text[a.0..a.1], &text[b.0..b.1]);
@@ -398,7 +408,9 @@ impl PhiDetector {
     /// A capitalised word that is an ordinary word and not a dictionary name.
     fn is_plain_word(&self, word: &str) -> bool {
         let lower = word.to_lowercase();
-        self.stopwords.contains(&lower) && !self.given_names.contains(&lower) && !self.surnames.contains(&lower)
+        self.stopwords.contains(&lower)
+            && !self.given_names.contains(&lower)
+            && !self.surnames.contains(&lower)
     }
 
     /// Shapes that look like PHI but are clinical: a bare 7+ digit run inside a lab line is
@@ -415,18 +427,24 @@ impl PhiDetector {
             | PhiCategory::Vehicle
             | PhiCategory::License
             | PhiCategory::Device => s.chars().filter(char::is_ascii_digit).count() < 3,
+            // "Red blood cell count: 3.64 10^6" is no phone number.
+            // Pager numbers are short; other numbers need seven digits to be a phone's.
+            PhiCategory::Phone | PhiCategory::Fax => {
+                let from = text[..span.start].char_indices().rev().nth(11).map_or(0, |(i, _)| i);
+                let pager = text[from..span.start].to_lowercase().contains("pager");
+                !pager && s.chars().filter(char::is_ascii_digit).count() < 7
+            }
             PhiCategory::Id => {
                 let digits = s.chars().filter(char::is_ascii_digit).count();
                 let letters = s.chars().filter(char::is_ascii_alphabetic).count();
                 !(letters == 0 && digits >= 7 || letters >= 2 && digits >= 3)
             }
             // "Cardiology Clinic", "Emergency Medical Center": a department, not a place.
-            PhiCategory::Hospital => {
-                s.split_whitespace()
-                    .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
-                    .filter(|w| !self.hospital_suffix_words.contains(&w.to_lowercase()))
-                    .all(|w| self.is_plain_word(w))
-            }
+            PhiCategory::Hospital => s
+                .split_whitespace()
+                .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
+                .filter(|w| !self.hospital_suffix_words.contains(&w.to_lowercase()))
+                .all(|w| self.is_plain_word(w)),
             _ => false,
         }
     }
@@ -446,15 +464,18 @@ fn at_word_boundaries(text: &str, start: usize, end: usize) -> bool {
 
 /// Lower-case words that join the parts of a name.
 const NAME_PARTICLES: [&str; 24] = [
-    "de", "del", "della", "da", "das", "dos", "do", "van", "von", "der", "den", "le", "la", "du", "di", "bin", "ibn",
-    "al", "el", "los", "las", "ap", "ó", "mac",
+    "de", "del", "della", "da", "das", "dos", "do", "van", "von", "der", "den", "le", "la", "du", "di",
+    "bin", "ibn", "al", "el", "los", "las", "ap", "ó", "mac",
 ];
 
 /// A gap of spaces and name particles between two capitalised words ("Van der", " de los ").
 fn is_particle_gap(gap: &str) -> bool {
     gap.starts_with(' ')
         && gap.ends_with(' ')
-        && gap.split(' ').filter(|w| !w.is_empty()).all(|w| NAME_PARTICLES.contains(&w.to_lowercase().as_str()))
+        && gap
+            .split(' ')
+            .filter(|w| !w.is_empty())
+            .all(|w| NAME_PARTICLES.contains(&w.to_lowercase().as_str()))
         && gap.trim().len() < 12
 }
 
@@ -473,7 +494,9 @@ fn extend_over_particles(text: &str, start: usize, is_name_word: impl Fn(&str) -
                 continue;
             }
         }
-        let word_start = rest.rfind(|c: char| !c.is_alphabetic()).map_or(0, |i| i + rest[i..].chars().next().map_or(1, char::len_utf8));
+        let word_start = rest
+            .rfind(|c: char| !c.is_alphabetic())
+            .map_or(0, |i| i + rest[i..].chars().next().map_or(1, char::len_utf8));
         let word = &rest[word_start..];
         if NAME_PARTICLES.contains(&word.to_lowercase().as_str()) && !word.is_empty() {
             at = word_start;
@@ -504,7 +527,11 @@ fn plausible_numeric_date(s: &str) -> bool {
     if numbers.len() == 2 {
         return (1..=12).contains(&numbers[0]) && (1..=99).contains(&numbers[1]);
     }
-    let (a, b) = if numbers[0] > 31 { (numbers[1], numbers[2.min(numbers.len() - 1)]) } else { (numbers[0], numbers[1]) };
+    let (a, b) = if numbers[0] > 31 {
+        (numbers[1], numbers[2.min(numbers.len() - 1)])
+    } else {
+        (numbers[0], numbers[1])
+    };
     let month_day = (1..=12).contains(&a) && (1..=31).contains(&b);
     let day_month = (1..=31).contains(&a) && (1..=12).contains(&b);
     month_day || day_month
@@ -550,7 +577,9 @@ fn trim_span(text: &str, mut start: usize, mut end: usize) -> (usize, usize) {
     }
     while start < end {
         let last = text[..end].chars().next_back().unwrap_or(' ');
-        if last.is_whitespace() || matches!(last, '.' | ',' | ';' | ':' | ')') && !text[start..end].ends_with("St.") {
+        if last.is_whitespace()
+            || matches!(last, '.' | ',' | ';' | ':' | ')') && !text[start..end].ends_with("St.")
+        {
             end -= last.len_utf8();
         } else {
             break;
@@ -632,7 +661,11 @@ const LETTER: &str = "A-Za-zÀ-ÖØ-öø-ɏḀ-ỿ";
 const ID_VALUE: &str = r"((?:[A-Za-z0-9]+[-./#])*[A-Za-z0-9]*[0-9][A-Za-z0-9]*(?:[-./#][A-Za-z0-9]+)*)";
 
 fn cued(cue: &str, category: PhiCategory) -> Pattern {
-    pattern(&format!(r"(?i:(?-u:\b)(?:{cue})(?:\s+(?:number|no\.?|num|#|id))?\s*(?:[:#]|is|of)?\s*){ID_VALUE}"), 1, category)
+    pattern(
+        &format!(r"(?i:(?-u:\b)(?:{cue})(?:\s+(?:number|no\.?|num|#|id))?\s*(?:[:#]|is|of)?\s*){ID_VALUE}"),
+        1,
+        category,
+    )
 }
 
 fn build_patterns() -> Vec<Pattern> {
@@ -658,38 +691,114 @@ fn build_patterns() -> Vec<Pattern> {
     };
     vec![
         // Dates.
-        pattern(&format!(r"(?-u:\b)(?:0?[1-9]|[12][0-9]|3[01])[/-](?:0?[1-9]|[12][0-9]|3[01])[/-](?:{year}|[0-9]{{2}})(?-u:\b)"), 0, Date),
-        pattern(&format!(r"(?-u:\b)(?:0?[1-9]|[12][0-9]|3[01])\.(?:0?[1-9]|1[0-2])\.{year}(?-u:\b)"), 0, Date),
-        pattern(&format!(r"(?-u:\b){year}[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12][0-9]|3[01])(?:[T ][0-9]{{1,2}}:[0-9]{{2}}(?::[0-9]{{2}})?)?(?-u:\b)"), 0, Date),
+        pattern(
+            &format!(
+                r"(?-u:\b)(?:0?[1-9]|[12][0-9]|3[01])[/-](?:0?[1-9]|[12][0-9]|3[01])[/-](?:{year}|[0-9]{{2}})(?-u:\b)"
+            ),
+            0,
+            Date,
+        ),
+        pattern(
+            &format!(r"(?-u:\b)(?:0?[1-9]|[12][0-9]|3[01])\.(?:0?[1-9]|1[0-2])\.{year}(?-u:\b)"),
+            0,
+            Date,
+        ),
+        pattern(
+            &format!(
+                r"(?-u:\b){year}[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12][0-9]|3[01])(?:[T ][0-9]{{1,2}}:[0-9]{{2}}(?::[0-9]{{2}})?)?(?-u:\b)"
+            ),
+            0,
+            Date,
+        ),
         pattern(&format!(r"(?-u:\b){month}\s+{day}(?:,?\s+{year})?(?-u:\b)"), 0, Date),
         pattern(&format!(r"(?-u:\b){day}(?:\s+of)?\s+{month}(?:,?\s+{year})?(?-u:\b)"), 0, Date),
         pattern(&format!(r"(?-u:\b){month},?\s+{year}(?-u:\b)"), 0, Date),
-        pattern(&format!(r"(?i:(?-u:\b)(?:the\s+)?{ordinal_word}\s+of\s+){month}(?:,?\s+{year})?(?-u:\b)"), 0, Date),
+        pattern(
+            &format!(r"(?i:(?-u:\b)(?:the\s+)?{ordinal_word}\s+of\s+){month}(?:,?\s+{year})?(?-u:\b)"),
+            0,
+            Date,
+        ),
         // A month alone is an element of a date ("since November"); the cue keeps "may" out.
-        pattern(&format!(r"(?i:(?-u:\b)(?:since|in|during|until|till|by|last|early|late|mid|this|next)\s+)({month_full})(?-u:\b)"), 1, Date),
+        pattern(
+            &format!(
+                r"(?i:(?-u:\b)(?:since|in|during|until|till|by|last|early|late|mid|this|next)\s+)({month_full})(?-u:\b)"
+            ),
+            1,
+            Date,
+        ),
         // Month/day or month/year without the rest, after a preposition ("in 3/80", "cath 2/18").
-        pattern(r"(?i:(?-u:\b)(?:in|on|since|from|until|till|by|dated|after|before|with|for|cath|surgery|seen)\s+)((?:0?[1-9]|1[0-2])/(?:[0-9]{2}|[1-9]))(?-u:\b)", 1, Date),
-        pattern(&format!(r"(?-u:\b){month}\s+(?:the\s+)?(?i:{ordinal_word})(?-u:\b)(?:,?\s+{year})?"), 0, Date),
-        pattern(r"(?i:(?-u:\b)(?:on|since|from|until|till|dated|dos|date|admitted|discharged|seen|visit)\s*:?\s+)((?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12][0-9]|3[01]))(?-u:\b)", 1, Date),
+        pattern(
+            r"(?i:(?-u:\b)(?:in|on|since|from|until|till|by|dated|after|before|with|for|cath|surgery|seen)\s+)((?:0?[1-9]|1[0-2])/(?:[0-9]{2}|[1-9]))(?-u:\b)",
+            1,
+            Date,
+        ),
+        pattern(
+            &format!(r"(?-u:\b){month}\s+(?:the\s+)?(?i:{ordinal_word})(?-u:\b)(?:,?\s+{year})?"),
+            0,
+            Date,
+        ),
+        pattern(
+            r"(?i:(?-u:\b)(?:on|since|from|until|till|dated|dos|date|admitted|discharged|seen|visit)\s*:?\s+)((?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12][0-9]|3[01]))(?-u:\b)",
+            1,
+            Date,
+        ),
         // Ages over 89.
-        pattern(r"(?-u:\b)(9[0-9]|1[01][0-9])\s*-?\s*(?:years?|yrs?|y/o|yo|y\.o\.|year-old|-year-old)", 1, Age),
+        pattern(
+            r"(?-u:\b)(9[0-9]|1[01][0-9])\s*-?\s*(?:years?|yrs?|y/o|yo|y\.o\.|year-old|-year-old)",
+            1,
+            Age,
+        ),
         pattern(r"(?i:(?-u:\b)age[d:]?\s*:?\s*)(9[0-9]|1[01][0-9])(?-u:\b)", 1, Age),
         pattern(r"(?-u:\b)(9[0-9]|1[01][0-9])(?:M|F|yoM|yoF)(?-u:\b)", 1, Age),
         // Contact details and network addresses.
         pattern(r"(?i:(?-u:\b)(?:pager|beeper|pgr)\s*#?:?\s*)([0-9]{4,10})(?-u:\b)", 1, Phone),
-        pattern(r"(?:\+1[\s.-]?)?(?:\([0-9]{3}\)\s?|(?-u:\b)[0-9]{3}[\s.-])[0-9]{3}[\s.-][0-9]{4}(?-u:\b)(?:\s*(?:x|ext\.?)\s*[0-9]{1,5})?", 0, Phone),
-        pattern(r"(?i:(?-u:\b)(?:phone|tel|telephone|cell|mobile|pager|contact|fax|ph)(?-u:\b)[^0-9\n]{0,12})([0-9]{10})(?-u:\b)", 1, Phone),
+        pattern(
+            r"(?:\+1[\s.-]?)?(?:\([0-9]{3}\)\s?|(?-u:\b)[0-9]{3}[\s.-])[0-9]{3}[\s.-][0-9]{4}(?-u:\b)(?:\s*(?:x|ext\.?)\s*[0-9]{1,5})?",
+            0,
+            Phone,
+        ),
+        pattern(
+            r"(?i:(?-u:\b)(?:phone|tel|telephone|cell|mobile|pager|contact|fax|ph)(?-u:\b)[^0-9\n]{0,12})([0-9]{10})(?-u:\b)",
+            1,
+            Phone,
+        ),
+        // Any shape after a cue, international ones included ("Mobile: 0490 75 40 81").
+        pattern(
+            r"(?i:(?-u:\b)(?:phone|tel|telephone|cell\s*phone|mobile|desk|fax|call\s+me\s+(?:on|at)|reach\s+me\s+at|registered)(?-u:\b)[^0-9+(\n]{0,12})(\+?\(?[0-9][0-9 ().-]{5,20}[0-9])",
+            1,
+            Phone,
+        ),
         pattern(&format!(r"[{LETTER}0-9._%+-]+@[{LETTER}0-9.-]+\.[A-Za-z]{{2,}}(?-u:\b)"), 0, Email),
         pattern(r#"(?i:(?-u:\b)(?:https?://|www\.)[^\s<>"'\]\)]+)"#, 0, Url),
-        pattern(r"(?i:(?-u:\b)[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|gov|health|info|io)(?:/[^\s]*)?)", 0, Url),
-        pattern(r"(?-u:\b)(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?-u:\b)", 0, Ip),
+        pattern(
+            r"(?i:(?-u:\b)[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|gov|health|info|io)(?:/[^\s]*)?)",
+            0,
+            Url,
+        ),
+        pattern(
+            r"(?-u:\b)(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?-u:\b)",
+            0,
+            Ip,
+        ),
         pattern(r"(?-u:\b)(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}(?-u:\b)", 0, Ip),
         // Numbers with a shape or a cue.
         pattern(r"(?-u:\b)[0-9]{3}-[0-9]{2}-[0-9]{4}(?-u:\b)", 0, Ssn),
-        pattern(r"(?i:(?-u:\b)(?:ssn|social security)(?:\s+(?:number|no\.?|#))?\s*[:#]?\s*)([0-9]{9}|[0-9]{3}[ -][0-9]{2}[ -][0-9]{4})(?-u:\b)", 1, Ssn),
-        cued(r"mrn|mr\s?#|medical record|med(?:ical)?\s+rec(?:ord)?|chart|hospital\s+(?:#|no\.?|number)|unit\s+no\.?|patient\s+id|pt\s+id", Mrn),
-        cued(r"acct|account|billing|encounter|visit|fin|invoice|claim", Account),
-        cued(r"member|policy|insurance|subscriber|health\s+plan|plan|medicaid|medicare|beneficiary|group", HealthPlan),
+        pattern(
+            r"(?i:(?-u:\b)(?:ssn|social security)(?:\s+(?:number|no\.?|#))?\s*[:#]?\s*)([0-9]{9}|[0-9]{3}[ -][0-9]{2}[ -][0-9]{4})(?-u:\b)",
+            1,
+            Ssn,
+        ),
+        cued(
+            r"mrn|mr\s?#|medical record|med(?:ical)?\s+rec(?:ord)?|chart|hospital\s+(?:#|no\.?|number)|unit\s+no\.?|patient\s+id|pt\s+id",
+            Mrn,
+        ),
+        cued(r"acct|account|billing|encounter|visit|fin|invoice|claim|iban", Account),
+        // IBANs: country, check digits, then the bank account.
+        pattern(r"(?-u:\b)[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}(?-u:\b)", 0, Account),
+        cued(
+            r"member|policy|insurance|subscriber|health\s+plan|plan|medicaid|medicare|beneficiary|group",
+            HealthPlan,
+        ),
         cued(r"vin|vehicle(?:\s+identification)?|licen[cs]e\s+plate|plate", Vehicle),
         cued(r"licen[cs]e|lic\.?|dea|npi|certificate|cert\.?|registration", License),
         cued(r"serial|s/n|sn|device|udi|implant|pacemaker\s+serial|model|lot", Device),
@@ -704,30 +813,89 @@ fn build_patterns() -> Vec<Pattern> {
         pattern(r"(?m)^[ \t]*([A-Z][A-Z'-]+,[A-Z][A-Z'-]+)(?:[ \t]|$)", 1, Name),
         cued(r"study\s+(?:code|id)|subject\s+id|participant\s+id|voiceprint(?:\s+template)?", Id),
         // Places.
-        pattern(&format!(r"(?-u:\b)[0-9]{{1,6}}\s+(?:[NSEW]\.?\s+)?(?:(?:[A-Z0-9][{LETTER}0-9'’.-]*|de|del|la|las|los|van|von|di|du|da|el)\s+){{1,5}}{street_suffix}(?-u:\b)\.?(?:,?\s+(?:Apt|Apartment|Unit|Suite|Ste|#)\.?\s*[A-Za-z0-9-]+)?"), 0, Address),
+        pattern(
+            &format!(
+                r"(?-u:\b)[0-9]{{1,6}}\s+(?:[NSEW]\.?\s+)?(?:(?:[A-Z0-9][{LETTER}0-9'’.-]*|de|del|la|las|los|van|von|di|du|da|el)\s+){{1,5}}{street_suffix}(?-u:\b)\.?(?:,?\s+(?:Apt|Apartment|Unit|Suite|Ste|#)\.?\s*[A-Za-z0-9-]+)?"
+            ),
+            0,
+            Address,
+        ),
         pattern(r"(?i:(?-u:\b)P\.?\s?O\.?\s+Box\s+[0-9]+)", 0, Address),
         // "Springfield, IL 62704" and "Springfield, Illinois"; "Soft, ND" is an exam note.
-        pattern(&format!(r"((?:{UPPER}[{LETTER}'’.-]+\s){{0,2}}{UPPER}[{LETTER}'’-]+),\s+{states}\s+[0-9]{{5}}"), 1, City),
-        pattern(&format!(r"((?:{UPPER}[{LETTER}'’.-]+\s){{0,2}}{UPPER}[{LETTER}'’-]+),\s+(?:{state_names})(?-u:\b)"), 1, City),
-        pattern(&format!(r"((?:{UPPER}[{LETTER}]+\s)?{UPPER}[{LETTER}]+\s+(?:County|Parish|Borough))(?-u:\b)"), 1, City),
-        pattern(&format!(r"(?i:(?-u:\b)(?:city|town|village)\s+of\s+)({UPPER}[{LETTER}]+(?:\s{UPPER}[{LETTER}]+)?)"), 1, City),
+        pattern(
+            &format!(r"((?:{UPPER}[{LETTER}'’.-]+\s){{0,2}}{UPPER}[{LETTER}'’-]+),\s+{states}\s+[0-9]{{5}}"),
+            1,
+            City,
+        ),
+        pattern(
+            &format!(
+                r"((?:{UPPER}[{LETTER}'’.-]+\s){{0,2}}{UPPER}[{LETTER}'’-]+),\s+(?:{state_names})(?-u:\b)"
+            ),
+            1,
+            City,
+        ),
+        pattern(
+            &format!(r"((?:{UPPER}[{LETTER}]+\s)?{UPPER}[{LETTER}]+\s+(?:County|Parish|Borough))(?-u:\b)"),
+            1,
+            City,
+        ),
+        pattern(
+            &format!(
+                r"(?i:(?-u:\b)(?:city|town|village)\s+of\s+)({UPPER}[{LETTER}]+(?:\s{UPPER}[{LETTER}]+)?)"
+            ),
+            1,
+            City,
+        ),
         pattern(&format!(r"(?-u:\b){states},?\s+([0-9]{{5}}(?:-[0-9]{{4}})?)\b"), 1, Zip),
-        pattern(r"(?i:(?-u:\b)zip(?:\s*code)?\s*:?\s*)([0-9]{5}(?:-[0-9]{4})?)(?-u:\b)", 1, Zip),
-        pattern(&format!(r"((?:(?-u:\b)(?:St\.?|Saint)\s+)?(?:{UPPER}[{LETTER}'’.-]*\s+(?:(?:of|the|and|for|de|la|del)\s+)*){{1,5}}(?:{hospital_suffixes}))(?-u:\b)"), 1, Hospital),
+        pattern(
+            r"(?i:(?-u:\b)(?:zip|postal)(?:\s*code)?\s*(?::|is)?\s*)([0-9]{3,5}(?:[- ][0-9]{2,4})?)(?-u:\b)",
+            1,
+            Zip,
+        ),
+        // Apartment and suite numbers, European street names with their house number.
+        pattern(r"(?-u:\b)(?:Apt|Apartment|Suite|Ste|Unit)\.?\s*#?\s*[0-9]{1,5}[A-Z]?(?-u:\b)", 0, Address),
+        pattern(
+            &format!(
+                r"(?-u:\b)(?:Rue|Via|Viale|Rua|Calle|Avenida|Piazza|Strada|Carrer)\s+(?:[{LETTER}'’-]+\s+){{0,5}}[0-9]{{1,5}}(?-u:\b)"
+            ),
+            0,
+            Address,
+        ),
+        pattern(
+            &format!(
+                r"{UPPER}[{LETTER}]*(?:straße|strasse|gatan|vägen|vej|veien|katu|tie|gata|weg|laan|straat|gasse|ulica|utca)\s+[0-9]{{1,5}}(?-u:\b)"
+            ),
+            0,
+            Address,
+        ),
+        pattern(
+            &format!(
+                r"((?:(?-u:\b)(?:St\.?|Saint)\s+)?(?:{UPPER}[{LETTER}'’.-]*\s+(?:(?:of|the|and|for|de|la|del)\s+)*){{1,5}}(?:{hospital_suffixes}))(?-u:\b)"
+            ),
+            1,
+            Hospital,
+        ),
     ]
 }
 
 fn build_name_patterns() -> Vec<Regex> {
     let word = format!(r"(?:{UPPER}[{LETTER}'’-]+|{UPPER}\.)");
-    let particle = r"(?:(?i:de|del|de la|de los|da|dos|van|van der|van den|von|bin|al|el|le|la|di|du|ap|ó|St\.)[ \t]+)?";
+    let particle =
+        r"(?:(?i:de|del|de la|de los|da|dos|van|van der|van den|von|bin|al|el|le|la|di|du|ap|ó|St\.)[ \t]+)?";
     // Names stay on their line: "PCP: Gilbert Perez\nAttending: ..." is two names.
     let name_run = format!(r"({particle}{word}(?:[ \t]+{particle}{word}){{0,3}})");
     // After a cue the name may come surname first: "for Kapaona, Boubacar".
-    let cued_run = format!(r"({particle}{word},[ \t]+{word}(?:[ \t]+{word})?|{particle}{word}(?:[ \t]+{particle}{word}){{0,3}})");
+    let cued_run = format!(
+        r"({particle}{word},[ \t]+{word}(?:[ \t]+{word})?|{particle}{word}(?:[ \t]+{particle}{word}){{0,3}})"
+    );
     let sources = [
         format!(r"(?-u:\b)(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof|Sr|Sra|Rev)\.?\s+{name_run}"),
-        format!(r"(?i:(?-u:\b)(?:patient(?:\s+name)?|name|pt(?:\s+name)?|seen\s+by|signed\s+by|electronically\s+signed(?:\s+by)?|dictated\s+by|transcribed\s+by|reviewed\s+by|attending(?:\s+physician)?|resident|fellow|pcp|primary\s+care(?:\s+(?:physician|provider))?|referr(?:ed|ing)(?:\s+(?:by|physician|provider))?|provider|nurse|cc|emergency\s+contact|contact|guardian|spouse|husband|wife|son|daughter|mother|father|brother|sister|partner|accompanied\s+by|interpreter|caregiver|friend|niece|nephew|grandson|granddaughter|(?:summary|note|report|letter|record)\s+for)\s*[:\-]?\s+){cued_run}"),
-        format!(r"{name_run},?\s+(?:(?:MD|DO|RN|NP|PA-C|PhD|DDS|PharmD|MSW|LCSW|CNM|FNP|APRN|CRNA|DPM|OD|FNP-BC|MBBS)(?-u:\b)|M\.D\.)"),
+        format!(
+            r"(?i:(?-u:\b)(?:patient(?:\s+name)?|name|pt(?:\s+name)?|seen\s+by|signed\s+by|electronically\s+signed(?:\s+by)?|dictated\s+by|transcribed\s+by|reviewed\s+by|attending(?:\s+physician)?|resident|fellow|pcp|primary\s+care(?:\s+(?:physician|provider))?|referr(?:ed|ing)(?:\s+(?:by|physician|provider))?|provider|nurse|cc|emergency\s+contact|contact|guardian|spouse|husband|wife|son|daughter|mother|father|brother|sister|partner|accompanied\s+by|interpreter|caregiver|friend|niece|nephew|grandson|granddaughter|(?:summary|note|report|letter|record)\s+for|(?:my\s+)?name\s+is|named|call\s+me|says|said)\s*[:\-]?\s+){cued_run}"
+        ),
+        format!(
+            r"{name_run},?\s+(?:(?:MD|DO|RN|NP|PA-C|PhD|DDS|PharmD|MSW|LCSW|CNM|FNP|APRN|CRNA|DPM|OD|FNP-BC|MBBS)(?-u:\b)|M\.D\.)"
+        ),
         format!(r"(?i:(?-u:\b)(?:patient|name|pt)\s*:\s*)({UPPER}[{LETTER}'’-]+,\s*{word}(?:\s+{word})?)"),
     ];
     sources.iter().map(|s| Regex::new(s).unwrap_or_else(|e| panic!("built-in name pattern: {e}"))).collect()

@@ -76,7 +76,12 @@ impl Deidentifier {
         let mut rng = SeededRng::keyed(self.options.date_shift_seed, patient);
         // Between one month and one year back: never zero, so no date stays as it was.
         let shift_days = -rng.range(30, 365);
-        Replacements { owner: self, patient_hash: stable_hash(patient.as_bytes()), shift_days, chosen: HashMap::new() }
+        Replacements {
+            owner: self,
+            patient_hash: stable_hash(patient.as_bytes()),
+            shift_days,
+            chosen: HashMap::new(),
+        }
     }
 
     /// De-identifies one text of `patient` (use the document id when patients are unknown).
@@ -138,7 +143,9 @@ impl Replacements<'_> {
                 let mut rng = SeededRng::new(seed ^ stable_hash(key.1.as_bytes()) ^ category as u64);
                 let surrogate = match category {
                     PhiCategory::Name => self.surrogate_name(original),
-                    PhiCategory::Date => shift_date(original, self.shift_days).unwrap_or_else(|| "[DATE]".into()),
+                    PhiCategory::Date => {
+                        shift_date(original, self.shift_days).unwrap_or_else(|| "[DATE]".into())
+                    }
                     _ => surrogate(category, original, &mut rng),
                 };
                 self.chosen.insert(key, surrogate.clone());
@@ -161,7 +168,8 @@ impl Replacements<'_> {
             let replacement = if let Some(known) = this.chosen.get(&key) {
                 known.clone()
             } else {
-                let seed = this.owner.options.date_shift_seed ^ this.patient_hash ^ stable_hash(key.1.as_bytes());
+                let seed =
+                    this.owner.options.date_shift_seed ^ this.patient_hash ^ stable_hash(key.1.as_bytes());
                 let mut rng = SeededRng::new(seed);
                 let chosen = if word.chars().count() == 1 {
                     ((b'A' + rng.below(26) as u8) as char).to_string()
@@ -197,7 +205,8 @@ fn surrogate(category: PhiCategory, original: &str, rng: &mut SeededRng) -> Stri
         PhiCategory::Age => "90".into(),
         PhiCategory::Email => {
             let given = rng.pick(&lexicon.given_names).name.to_lowercase();
-            let surname = rng.pick(&lexicon.surnames).to_lowercase().replace(|c: char| !c.is_alphabetic(), "");
+            let surname =
+                rng.pick(&lexicon.surnames).to_lowercase().replace(|c: char| !c.is_alphabetic(), "");
             format!("{given}.{surname}@example.org")
         }
         PhiCategory::Url => format!("https://example.org/{}", random_like("a1b2c3", rng)),

@@ -138,7 +138,14 @@ pub fn deidentify_stream(
                 };
                 batch.push(Pending { id, text, patient, shell: Shell::Json(object) });
                 if batch.len() == BATCH {
-                    flush(deid, std::mem::take(&mut batch), output, &mut spans, &mut stats, Some(&fields.text))?;
+                    flush(
+                        deid,
+                        std::mem::take(&mut batch),
+                        output,
+                        &mut spans,
+                        &mut stats,
+                        Some(&fields.text),
+                    )?;
                 }
             }
             flush(deid, batch, output, &mut spans, &mut stats, Some(&fields.text))?;
@@ -148,7 +155,8 @@ pub fn deidentify_stream(
             input.read_until(b'\n', &mut head)?;
             let delimiter = sniff_delimiter(&String::from_utf8_lossy(&head));
             let chained = std::io::Cursor::new(head).chain(input);
-            let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(chained);
+            let mut reader =
+                csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(chained);
             let headers: Vec<String> = reader
                 .headers()
                 .map_err(std::io::Error::other)?
@@ -156,7 +164,11 @@ pub fn deidentify_stream(
                 .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
                 .collect();
             let Some(text_index) = headers.iter().position(|h| *h == fields.text) else {
-                stats.failures.push(format!("{source}: no column \"{}\" ({} columns); nothing written", fields.text, headers.len()));
+                stats.failures.push(format!(
+                    "{source}: no column \"{}\" ({} columns); nothing written",
+                    fields.text,
+                    headers.len()
+                ));
                 return Ok(stats);
             };
             let id_index = headers.iter().position(|h| *h == fields.id);
@@ -170,7 +182,11 @@ pub fn deidentify_stream(
                 let record = match record {
                     Ok(record) if record.len() == headers.len() => record,
                     Ok(record) => {
-                        stats.failures.push(format!("{where_}: {} fields, the header has {}; left out", record.len(), headers.len()));
+                        stats.failures.push(format!(
+                            "{where_}: {} fields, the header has {}; left out",
+                            record.len(),
+                            headers.len()
+                        ));
                         continue;
                     }
                     Err(e) => {
@@ -182,12 +198,26 @@ pub fn deidentify_stream(
                         continue;
                     }
                 };
-                let id = id_index.and_then(|i| record.get(i)).filter(|s| !s.is_empty()).map_or(where_, str::to_string);
-                let patient = patient_index.and_then(|i| record.get(i)).filter(|s| !s.is_empty()).map_or(id.clone(), str::to_string);
+                let id = id_index
+                    .and_then(|i| record.get(i))
+                    .filter(|s| !s.is_empty())
+                    .map_or(where_, str::to_string);
+                let patient = patient_index
+                    .and_then(|i| record.get(i))
+                    .filter(|s| !s.is_empty())
+                    .map_or(id.clone(), str::to_string);
                 let text = record.get(text_index).unwrap_or_default().to_string();
                 batch.push(Pending { id, text, patient, shell: Shell::Csv(record) });
                 if batch.len() == BATCH {
-                    flush_csv(deid, std::mem::take(&mut batch), output, &mut spans, &mut stats, delimiter, text_index)?;
+                    flush_csv(
+                        deid,
+                        std::mem::take(&mut batch),
+                        output,
+                        &mut spans,
+                        &mut stats,
+                        delimiter,
+                        text_index,
+                    )?;
                 }
             }
             flush_csv(deid, batch, output, &mut spans, &mut stats, delimiter, text_index)?;
@@ -206,9 +236,16 @@ fn run_batch(deid: &Deidentifier, batch: &[Pending]) -> Vec<super::Deidentified>
     std::thread::scope(|scope| {
         let handles: Vec<_> = batch
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|p| deid.deidentify(&p.text, &p.patient)).collect::<Vec<_>>()))
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter().map(|p| deid.deidentify(&p.text, &p.patient)).collect::<Vec<_>>()
+                })
+            })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
     })
 }
 
@@ -267,8 +304,11 @@ fn flush_csv(
     for (pending, result) in batch.into_iter().zip(results) {
         record_spans(stats, spans, &pending.id, &result.spans)?;
         if let Shell::Csv(record) = pending.shell {
-            let row: Vec<&str> =
-                record.iter().enumerate().map(|(i, f)| if i == text_index { result.text.as_str() } else { f }).collect();
+            let row: Vec<&str> = record
+                .iter()
+                .enumerate()
+                .map(|(i, f)| if i == text_index { result.text.as_str() } else { f })
+                .collect();
             writer.write_record(&row).map_err(std::io::Error::other)?;
         }
     }
@@ -317,7 +357,8 @@ mod tests {
 
     #[test]
     fn csv_keeps_delimiter_columns_and_quoted_newlines() {
-        let input = "\u{feff}id;text;ward\nA1;\"Seen by Dr. Helen Schwartz\non 03/14/2024.\";3\nA2;too;many;fields\n";
+        let input =
+            "\u{feff}id;text;ward\nA1;\"Seen by Dr. Helen Schwartz\non 03/14/2024.\";3\nA2;too;many;fields\n";
         let (out, spans, stats) = run(StreamFormat::Csv, input);
         assert_eq!(out, "id;text;ward\nA1;\"Seen by Dr. [NAME]\non [DATE].\";3\n");
         assert_eq!(stats.documents, 1);
@@ -328,7 +369,8 @@ mod tests {
 
     #[test]
     fn jsonl_keeps_other_fields_and_leaves_bad_lines_out() {
-        let input = "{\"id\":\"n1\",\"ward\":\"5B\",\"text\":\"Mrs. Okafor called 617-555-0143.\"}\n{broken\n";
+        let input =
+            "{\"id\":\"n1\",\"ward\":\"5B\",\"text\":\"Mrs. Okafor called 617-555-0143.\"}\n{broken\n";
         let (out, _, stats) = run(StreamFormat::Jsonl, input);
         let line: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
         assert_eq!(line["text"], "Mrs. [NAME] called [PHONE].");

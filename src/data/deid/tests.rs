@@ -122,8 +122,12 @@ fn surrogates_are_consistent_and_keep_date_intervals() {
     let text = "Mr. Garcia admitted 03/01/2024, discharged 03/11/2024. Garcia to follow up March 25, 2024.";
     let out = deid.deidentify(text, "patient-7");
     assert!(!out.text.contains("Garcia"), "{}", out.text);
-    let names: Vec<&str> =
-        out.spans.iter().filter(|s| s.category == PhiCategory::Name).filter_map(|s| s.replacement.as_deref()).collect();
+    let names: Vec<&str> = out
+        .spans
+        .iter()
+        .filter(|s| s.category == PhiCategory::Name)
+        .filter_map(|s| s.replacement.as_deref())
+        .collect();
     assert_eq!(names.len(), 2);
     assert_eq!(names[0], names[1], "the same name gets the same surrogate");
     let dates: Vec<String> = out

@@ -87,7 +87,10 @@ impl DataCard {
             inputs: inputs.to_vec(),
             seed: options.seed,
             deidentification: options.deid.map_or("off".into(), |d| {
-                serde_json::to_value(d.mode).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+                serde_json::to_value(d.mode)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
             }),
             normalized_terms: options.normalize_terms,
             records_read: 0,
@@ -130,9 +133,14 @@ impl DataCard {
         let _ = writeln!(md, "# Data card\n");
         let inputs: Vec<String> = self.inputs.iter().map(|p| format!("`{}`", p.display())).collect();
         let _ = writeln!(md, "- Inputs: {}", inputs.join(", "));
-        let _ = writeln!(md, "- Records read: {}, kept: {}, rejected: {}", self.records_read, self.records_kept, self.rejected);
+        let _ = writeln!(
+            md,
+            "- Records read: {}, kept: {}, rejected: {}",
+            self.records_read, self.records_kept, self.rejected
+        );
         let _ = writeln!(md, "- De-identification: {}", self.deidentification);
-        let _ = writeln!(md, "- Terminology normalised: {}", if self.normalized_terms { "yes" } else { "no" });
+        let _ =
+            writeln!(md, "- Terminology normalised: {}", if self.normalized_terms { "yes" } else { "no" });
         let _ = writeln!(md, "- Split seed: {} (by patient)\n", self.seed);
 
         let _ = writeln!(md, "## Examples\n\n| task | train | val | test |\n|---|---:|---:|---:|");
@@ -169,9 +177,16 @@ impl DataCard {
             let _ = writeln!(md, "- {reason}: {n} (ids in rejected.jsonl)");
         }
         if !self.token_lengths.is_empty() {
-            let _ = writeln!(md, "\n## Token lengths\n\n| task | n | min | mean | p50 | p95 | max |\n|---|---:|---:|---:|---:|---:|---:|");
+            let _ = writeln!(
+                md,
+                "\n## Token lengths\n\n| task | n | min | mean | p50 | p95 | max |\n|---|---:|---:|---:|---:|---:|---:|"
+            );
             for (task, s) in &self.token_lengths {
-                let _ = writeln!(md, "| {task} | {} | {} | {:.0} | {} | {} | {} |", s.count, s.min, s.mean, s.p50, s.p95, s.max);
+                let _ = writeln!(
+                    md,
+                    "| {task} | {} | {} | {:.0} | {} | {} | {} |",
+                    s.count, s.min, s.mean, s.p50, s.p95, s.max
+                );
             }
         }
         if !self.warnings.is_empty() {

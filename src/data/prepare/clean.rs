@@ -102,7 +102,9 @@ impl DuplicateFinder {
             let key = (band as u8, band_hash(&signature, band));
             if let Some(candidates) = self.buckets.get(&key) {
                 for &candidate in candidates {
-                    if seen.insert(candidate) && similarity(&signature, &self.signatures[candidate as usize]) >= self.threshold {
+                    if seen.insert(candidate)
+                        && similarity(&signature, &self.signatures[candidate as usize]) >= self.threshold
+                    {
                         return Duplicate::Near(self.ids[candidate as usize].clone());
                     }
                 }
@@ -129,7 +131,8 @@ fn minhash(words: &[String]) -> [u32; BANDS * ROWS] {
     for shingle in shingles {
         for (i, slot) in signature.iter_mut().enumerate() {
             // One cheap universal hash per row, seeded by its index.
-            let h = (shingle ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            let h = (shingle ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                .wrapping_mul(0xBF58_476D_1CE4_E5B9);
             let h = (h ^ (h >> 29)) as u32;
             *slot = (*slot).min(h);
         }
@@ -169,7 +172,8 @@ mod tests {
         assert_eq!(finder.check("b", &base.to_uppercase()), Duplicate::Exact("a".into()));
         let near = format!("{base} Reviewed again.");
         assert_eq!(finder.check("c", &near), Duplicate::Near("a".into()));
-        let other = "Lab report: hemoglobin 13.1, sodium 139, potassium 4.2, creatinine 0.9, glucose 101 mg/dL.";
+        let other =
+            "Lab report: hemoglobin 13.1, sodium 139, potassium 4.2, creatinine 0.9, glucose 101 mg/dL.";
         assert_eq!(finder.check("d", other), Duplicate::New);
     }
 }

@@ -17,7 +17,9 @@ use serde_json::Value;
 
 pub use card::{DataCard, LengthStats};
 pub use clean::{Duplicate, DuplicateFinder, sanitize};
-pub use structure::{LabLine, RecordKind, Section, classify, lab_lines, normalize_terms, section_text, sections};
+pub use structure::{
+    LabLine, RecordKind, Section, classify, lab_lines, normalize_terms, section_text, sections,
+};
 pub use tasks::{Message, TaskExample, TaskKind};
 
 use crate::atomic_file::AtomicWriter;
@@ -139,7 +141,8 @@ fn extraction_system(schema: &str, cache: &mut HashMap<String, Option<String>>) 
         .or_insert_with(|| {
             let source = crate::extract::load_schema(schema).ok()?;
             let compiled =
-                crate::extract::ExtractionSchema::compile(&source.name, &source.schema, Default::default()).ok()?;
+                crate::extract::ExtractionSchema::compile(&source.name, &source.schema, Default::default())
+                    .ok()?;
             Some(format!("{}\nSchema: {}", crate::extract::DEFAULT_INSTRUCTION, compiled.prompt_text))
         })
         .clone()
@@ -209,7 +212,12 @@ pub fn prepare(
 
     // Malformed or unusable records count as rejected (exit 1); duplicates are dropped
     // and listed, but are no fault of the input.
-    let reject = |outputs: &mut Outputs, card: &mut DataCard, id: &str, reason: &str, detail: Option<&str>, error: bool| {
+    let reject = |outputs: &mut Outputs,
+                  card: &mut DataCard,
+                  id: &str,
+                  reason: &str,
+                  detail: Option<&str>,
+                  error: bool| {
         *card.dropped.entry(reason.to_string()).or_default() += 1;
         if error {
             card.rejected += 1;
@@ -291,7 +299,12 @@ pub fn prepare(
         for (schema, data) in gold {
             match extraction_system(&schema, &mut schema_prompts) {
                 Some(system) => gold_tasks.push((schema, system, data)),
-                None => *card.warnings.entry(format!("gold for unknown schema \"{schema}\" skipped")).or_default() += 1,
+                None => {
+                    *card
+                        .warnings
+                        .entry(format!("gold for unknown schema \"{schema}\" skipped"))
+                        .or_default() += 1
+                }
             }
         }
         let mut examples = tasks::make_tasks(&tasks::TaskInput {
@@ -335,15 +348,24 @@ pub fn prepare(
             serde_json::to_writer(&mut *writer, &line)
                 .map_err(|e| PrepareError::Write { path: path.clone(), source: e.into() })?;
             writer.write_all(b"\n").map_err(write_error(&path))?;
-            *card.examples.entry(SPLITS[split].to_string()).or_default().entry(example.task.as_str().to_string()).or_default() += 1;
+            *card
+                .examples
+                .entry(SPLITS[split].to_string())
+                .or_default()
+                .entry(example.task.as_str().to_string())
+                .or_default() += 1;
             if let Some(counter) = tokens {
-                lengths.entry(example.task.as_str()).or_default().push(counter.count_tokens(&example.messages) as u32);
+                lengths
+                    .entry(example.task.as_str())
+                    .or_default()
+                    .push(counter.count_tokens(&example.messages) as u32);
             }
         }
     }
 
     card.finish_patients();
-    card.token_lengths = lengths.into_iter().map(|(task, values)| (task.to_string(), LengthStats::of(values))).collect();
+    card.token_lengths =
+        lengths.into_iter().map(|(task, values)| (task.to_string(), LengthStats::of(values))).collect();
     for (split, writer) in SPLITS.iter().zip(outputs.splits) {
         writer.commit().map_err(write_error(&dir.join(format!("{split}.jsonl"))))?;
     }

@@ -110,17 +110,20 @@ pub fn classify(text: &str, sections: &[Section]) -> RecordKind {
     }
     let lower = text.to_lowercase();
     let imaging_words = ["impression", "findings", "technique", "comparison"];
-    let modality_words = [" ct ", "x-ray", "xray", "mri", "ultrasound", "radiograph", "mammogram", "pet", "fluoroscopy"];
-    let imaging_sections = sections.iter().filter(|s| matches!(s.key, "findings" | "impression" | "technique" | "comparison")).count();
-    if imaging_sections >= 2 || imaging_words.iter().filter(|w| lower.contains(*w)).count() >= 2 && modality_words.iter().any(|w| lower.contains(w)) {
+    let modality_words =
+        [" ct ", "x-ray", "xray", "mri", "ultrasound", "radiograph", "mammogram", "pet", "fluoroscopy"];
+    let imaging_sections = sections
+        .iter()
+        .filter(|s| matches!(s.key, "findings" | "impression" | "technique" | "comparison"))
+        .count();
+    if imaging_sections >= 2
+        || imaging_words.iter().filter(|w| lower.contains(*w)).count() >= 2
+            && modality_words.iter().any(|w| lower.contains(w))
+    {
         return RecordKind::Imaging;
     }
     let words = text.split_whitespace().count();
-    if words >= 25 {
-        RecordKind::Narrative
-    } else {
-        RecordKind::Other
-    }
+    if words >= 25 { RecordKind::Narrative } else { RecordKind::Other }
 }
 
 struct SectionMatcher {
@@ -221,7 +224,8 @@ mod tests {
 
     #[test]
     fn lab_lines_and_kinds() {
-        let text = "Hemoglobin:  10.2 g/dL   (12-17.5) L\nSodium:  139 mmol/L   (135-145)\nWBC 12.4 K/uL (4-11) H\n";
+        let text =
+            "Hemoglobin:  10.2 g/dL   (12-17.5) L\nSodium:  139 mmol/L   (135-145)\nWBC 12.4 K/uL (4-11) H\n";
         let labs = lab_lines(text);
         assert_eq!(labs.len(), 3);
         assert_eq!(labs[0].test, "Hemoglobin");

@@ -121,7 +121,11 @@ pub fn make_tasks(input: &TaskInput<'_>) -> Vec<TaskExample> {
 
     // Questions whose answers are a section of the report.
     let questions: [(&[&str], &str, &str); 4] = [
-        (&["medications", "discharge_medications"], "qa:medications", "Which medications are listed, with doses and frequencies?"),
+        (
+            &["medications", "discharge_medications"],
+            "qa:medications",
+            "Which medications are listed, with doses and frequencies?",
+        ),
         (&["allergies"], "qa:allergies", "What allergies are documented?"),
         (&["chief_complaint"], "qa:chief_complaint", "What is the chief complaint?"),
         (&["plan", "assessment_plan"], "qa:plan", "What is the plan?"),
@@ -149,7 +153,10 @@ pub fn make_tasks(input: &TaskInput<'_>) -> Vec<TaskExample> {
                 Message::new("system", SUMMARY_SYSTEM),
                 Message::new(
                     "user",
-                    format!("List the results outside their reference range, or say that there are none.\n\n{}", input.text),
+                    format!(
+                        "List the results outside their reference range, or say that there are none.\n\n{}",
+                        input.text
+                    ),
                 ),
                 Message::new("assistant", abnormal_answer(&labs)),
             ],
@@ -165,10 +172,20 @@ fn abnormal_answer(labs: &[LabLine]) -> String {
         .map(|l| {
             let direction = if l.value > l.high { "high" } else { "low" };
             let unit = if l.unit.is_empty() { String::new() } else { format!(" {}", l.unit) };
-            format!("- {}: {}{unit} ({direction}; reference {}-{})", l.test, l.value_text, trim(l.low), trim(l.high))
+            format!(
+                "- {}: {}{unit} ({direction}; reference {}-{})",
+                l.test,
+                l.value_text,
+                trim(l.low),
+                trim(l.high)
+            )
         })
         .collect();
-    if abnormal.is_empty() { "All results are within their reference ranges.".into() } else { abnormal.join("\n") }
+    if abnormal.is_empty() {
+        "All results are within their reference ranges.".into()
+    } else {
+        abnormal.join("\n")
+    }
 }
 
 fn trim(x: f64) -> String {
@@ -197,7 +214,8 @@ pub fn comparison_task(earlier: &str, later: &str) -> Option<TaskExample> {
             _ => "",
         };
         let unit = if now.unit.is_empty() { String::new() } else { format!(" {}", now.unit) };
-        changes.push(format!("- {}: {} → {}{unit} ({trend}{state})", now.test, then.value_text, now.value_text));
+        changes
+            .push(format!("- {}: {} → {}{unit} ({trend}{state})", now.test, then.value_text, now.value_text));
     }
     if changes.is_empty() {
         return None;
@@ -228,12 +246,20 @@ mod tests {
         let earlier = "Hemoglobin:  13.0 g/dL   (12-17.5)\nSodium:  139 mmol/L   (135-145)\n";
         let later = "Hemoglobin:  10.2 g/dL   (12-17.5) L\nSodium:  139 mmol/L   (135-145)\n";
         let found = sections(later);
-        let tasks = make_tasks(&TaskInput { text: later, sections: &found, kind: classify(later, &found), gold: &[] });
+        let tasks = make_tasks(&TaskInput {
+            text: later,
+            sections: &found,
+            kind: classify(later, &found),
+            gold: &[],
+        });
         let abnormal = tasks.iter().find(|t| t.task == TaskKind::AbnormalFindings).expect("abnormal task");
         assert_eq!(abnormal.messages[2].content, "- Hemoglobin: 10.2 g/dL (low; reference 12-17.5)");
         let comparison = comparison_task(earlier, later).expect("shared tests");
         let answer = &comparison.messages[2].content;
-        assert!(answer.contains("Hemoglobin: 13.0 → 10.2 g/dL (decreased; now outside the reference range)"), "{answer}");
+        assert!(
+            answer.contains("Hemoglobin: 13.0 → 10.2 g/dL (decreased; now outside the reference range)"),
+            "{answer}"
+        );
         assert!(answer.contains("Sodium: 139 → 139 mmol/L (unchanged)"), "{answer}");
     }
 
@@ -241,7 +267,11 @@ mod tests {
     fn extraction_and_summary_tasks_come_from_gold_and_sections() {
         let text = "EXAM: CT chest without contrast\nINDICATION: cough\nFINDINGS:\nSpiculated nodule in the right upper lobe.\nIMPRESSION:\nSuspicious right upper lobe nodule.";
         let found = sections(text);
-        let gold = vec![("radiology_report".to_string(), "system".to_string(), serde_json::json!({"modality": "ct"}))];
+        let gold = vec![(
+            "radiology_report".to_string(),
+            "system".to_string(),
+            serde_json::json!({"modality": "ct"}),
+        )];
         let tasks = make_tasks(&TaskInput { text, sections: &found, kind: RecordKind::Imaging, gold: &gold });
         assert_eq!(tasks[0].messages[2].content, "{\"modality\":\"ct\"}");
         let summary = tasks.iter().find(|t| t.task == TaskKind::Summarization).expect("summary");

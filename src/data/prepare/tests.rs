@@ -38,7 +38,8 @@ fn no_gold_phi_string_survives_into_any_output() {
     assert!(card.records_kept > 100, "{card:?}");
     let out = dir.path().join("out");
     let mut outputs = String::new();
-    for name in ["train.jsonl", "val.jsonl", "test.jsonl", "rejected.jsonl", "data_card.json", "data_card.md"] {
+    for name in ["train.jsonl", "val.jsonl", "test.jsonl", "rejected.jsonl", "data_card.json", "data_card.md"]
+    {
         outputs.push_str(&std::fs::read_to_string(out.join(name)).unwrap());
     }
     // JSON escapes nothing in these values but quotes and backslashes, which they lack.
@@ -88,10 +89,13 @@ fn no_patient_is_in_two_splits_and_duplicates_are_dropped() {
     }
     let copies = docs.iter().filter(|d| d.duplicate_of.is_some()).count();
     assert!(copies > 0, "the corpus should hold near-copies");
-    let dropped = card.dropped.get("near_duplicate").copied().unwrap_or(0) + card.dropped.get("exact_duplicate").copied().unwrap_or(0);
+    let dropped = card.dropped.get("near_duplicate").copied().unwrap_or(0)
+        + card.dropped.get("exact_duplicate").copied().unwrap_or(0);
     assert_eq!(dropped, copies, "{card:?}");
     assert_eq!(card.rejected, 0, "{card:?}");
-    assert!(card.patients.get("train").copied().unwrap_or(0) > card.patients.get("test").copied().unwrap_or(0));
+    assert!(
+        card.patients.get("train").copied().unwrap_or(0) > card.patients.get("test").copied().unwrap_or(0)
+    );
 }
 
 #[test]

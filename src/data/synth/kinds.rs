@@ -96,7 +96,10 @@ fn write_opening(w: &mut DocWriter, p: &Patient, title: &str, visit: (i64, u32, 
         Style::Narrative => {
             w.put(title).put(" for ");
             p.write_full_name(w);
-            w.put(" (MRN ").phi(PhiCategory::Mrn, &p.mrn).put("), seen at ").phi(PhiCategory::Hospital, &p.hospital);
+            w.put(" (MRN ")
+                .phi(PhiCategory::Mrn, &p.mrn)
+                .put("), seen at ")
+                .phi(PhiCategory::Hospital, &p.hospital);
             w.put(" on ").date(visit).put(".").newline();
         }
     }
@@ -169,7 +172,14 @@ pub fn discharge_summary(w: &mut DocWriter, p: &Patient, visit: (i64, u32, u32))
     let dx = diagnoses_of(w, n);
     let primary = dx[0];
     let secondary: Vec<&Diagnosis> = dx[1..].to_vec();
-    let reasons = ["chest pain", "shortness of breath", "fever and confusion", "abdominal pain", "a fall at home", "weakness"];
+    let reasons = [
+        "chest pain",
+        "shortness of breath",
+        "fever and confusion",
+        "abdominal pain",
+        "a fall at home",
+        "weakness",
+    ];
     let reason = *w.rng.pick(&reasons);
 
     header(w, "History of present illness", "HPI");
@@ -180,7 +190,10 @@ pub fn discharge_summary(w: &mut DocWriter, p: &Patient, visit: (i64, u32, u32))
         p.write_full_name(w);
         w.put(" is a ");
         write_age_sex(w, p);
-        w.filler(" who was admitted with ").put(reason).filler(" to ").phi(PhiCategory::Hospital, &p.hospital);
+        w.filler(" who was admitted with ")
+            .put(reason)
+            .filler(" to ")
+            .phi(PhiCategory::Hospital, &p.hospital);
         w.filler(". Past history includes ");
     }
     let history: Vec<&str> = secondary.iter().map(|d| d.name).collect();
@@ -289,7 +302,8 @@ pub fn visit_note(w: &mut DocWriter, p: &Patient, visit: (i64, u32, u32), emerge
     let lexicon = lexicon();
     let title = if emergency { "EMERGENCY DEPARTMENT NOTE" } else { "CLINIC NOTE" };
     write_opening(w, p, title, visit);
-    let complaints = ["cough", "chest pain", "headache", "back pain", "dizziness", "abdominal pain", "rash", "fatigue"];
+    let complaints =
+        ["cough", "chest pain", "headache", "back pain", "dizziness", "abdominal pain", "rash", "fatigue"];
     let complaint = *w.rng.pick(&complaints);
     header(w, "Chief complaint", "CC");
     w.put(complaint);
@@ -306,9 +320,16 @@ pub fn visit_note(w: &mut DocWriter, p: &Patient, visit: (i64, u32, u32), emerge
     }
     if emergency && w.rng.chance(0.3) {
         let plate = pattern_id("#@@@###", &mut w.rng);
-        w.filler(" Involved in a motor vehicle collision; vehicle plate ").phi(PhiCategory::Vehicle, &plate).put(".");
+        w.filler(" Involved in a motor vehicle collision; vehicle plate ")
+            .phi(PhiCategory::Vehicle, &plate)
+            .put(".");
     }
-    let smoking = [("current", "Current smoker, 1 ppd."), ("former", "Former smoker."), ("never", "Never smoker."), ("unknown", "")];
+    let smoking = [
+        ("current", "Current smoker, 1 ppd."),
+        ("former", "Former smoker."),
+        ("never", "Never smoker."),
+        ("unknown", ""),
+    ];
     let (smoking_status, smoking_text) = *w.rng.pick(&smoking);
     if !smoking_text.is_empty() {
         header(w, "Social history", "SH");
@@ -329,7 +350,9 @@ pub fn visit_note(w: &mut DocWriter, p: &Patient, visit: (i64, u32, u32), emerge
     let saturation = w.rng.range(88, 100);
     header(w, "Vital signs", "VS");
     let bp = format!("{systolic}/{diastolic}");
-    w.put("BP ").put(&bp).put(&format!(", HR {heart_rate}, T {temperature:.1} C, RR {respiratory}, SpO2 {saturation}%"));
+    w.put("BP ")
+        .put(&bp)
+        .put(&format!(", HR {heart_rate}, T {temperature:.1} C, RR {respiratory}, SpO2 {saturation}%"));
 
     let n = w.rng.below(4);
     let drugs = pick_distinct(w, &lexicon.drugs, n);
@@ -403,8 +426,11 @@ pub fn visit_note(w: &mut DocWriter, p: &Patient, visit: (i64, u32, u32), emerge
 pub fn radiology_report(w: &mut DocWriter, p: &Patient, visit: (i64, u32, u32)) -> Gold {
     let imaging = &lexicon().imaging;
     let first = w.rng.pick(imaging).clone();
-    let same_study: Vec<_> =
-        imaging.iter().filter(|f| f.modality == first.modality && f.region == first.region).cloned().collect();
+    let same_study: Vec<_> = imaging
+        .iter()
+        .filter(|f| f.modality == first.modality && f.region == first.region)
+        .cloned()
+        .collect();
     let n = 1 + w.rng.below(2.min(same_study.len()));
     let findings = pick_distinct(w, &same_study, n);
     let modality_words = [
@@ -417,7 +443,8 @@ pub fn radiology_report(w: &mut DocWriter, p: &Patient, visit: (i64, u32, u32)) 
         ("mammography", "Mammogram"),
         ("fluoroscopy", "Fluoroscopy"),
     ];
-    let modality_word = modality_words.iter().find(|(k, _)| *k == first.modality).map_or("Study", |(_, v)| *v);
+    let modality_word =
+        modality_words.iter().find(|(k, _)| *k == first.modality).map_or("Study", |(_, v)| *v);
     let contrast: Option<bool> = match (first.modality, w.rng.below(3)) {
         ("ct" | "mri", 0) => Some(true),
         ("ct" | "mri", 1) => Some(false),
@@ -432,7 +459,13 @@ pub fn radiology_report(w: &mut DocWriter, p: &Patient, visit: (i64, u32, u32)) 
         Some(false) => w.put(" without contrast"),
         None => w.put(""),
     };
-    let indications = ["shortness of breath", "trauma", "persistent pain", "abnormal laboratory values", "follow-up of known lesion"];
+    let indications = [
+        "shortness of breath",
+        "trauma",
+        "persistent pain",
+        "abnormal laboratory values",
+        "follow-up of known lesion",
+    ];
     let indication = *w.rng.pick(&indications);
     header(w, "Indication", "Ind");
     w.put(indication);
@@ -465,7 +498,8 @@ pub fn radiology_report(w: &mut DocWriter, p: &Patient, visit: (i64, u32, u32)) 
         gold_findings.push(json!({"observation": observation, "location": finding.location, "size": size}));
     }
     header(w, "Impression", "Impression");
-    let impression: Vec<String> = findings.iter().map(|f| f.finding.replace(" {size}", "").replace("{size}", "")).collect();
+    let impression: Vec<String> =
+        findings.iter().map(|f| f.finding.replace(" {size}", "").replace("{size}", "")).collect();
     for (i, line) in impression.iter().enumerate() {
         if i > 0 {
             w.put(" ");
@@ -554,7 +588,9 @@ pub fn lab_report(w: &mut DocWriter, p: &Patient, visit: (i64, u32, u32)) -> Gol
             w.put(" ").put(unit);
         }
         w.put("   (").put(&range).put(")").put(flag_mark).newline();
-        results.push(json!({"test": name, "value": value, "unit": unit, "reference_range": range, "flag": flag}));
+        results.push(
+            json!({"test": name, "value": value, "unit": unit, "reference_range": range, "flag": flag}),
+        );
     }
     if w.rng.chance(0.3) {
         w.put("Results called to ");
@@ -564,7 +600,10 @@ pub fn lab_report(w: &mut DocWriter, p: &Patient, visit: (i64, u32, u32)) -> Gol
         w.put(" at ").phi(PhiCategory::Phone, &number).put(".").newline();
     }
     write_signature(w);
-    vec![("lab_report", json!({"collection_date": collection_date, "specimen": specimen, "results": results}))]
+    vec![(
+        "lab_report",
+        json!({"collection_date": collection_date, "specimen": specimen, "results": results}),
+    )]
 }
 
 /// `12.0` → `12`, `0.45` → `0.45`: reference limits as labs print them.

@@ -94,7 +94,12 @@ pub fn generate(options: SynthOptions) -> impl Iterator<Item = SynthDocument> {
     })
 }
 
-fn write_document(id: &str, p: &patient::Patient, visit: (i64, u32, u32), rng: &mut SeededRng) -> SynthDocument {
+fn write_document(
+    id: &str,
+    p: &patient::Patient,
+    visit: (i64, u32, u32),
+    rng: &mut SeededRng,
+) -> SynthDocument {
     let style = match rng.below(3) {
         0 => Style::Narrative,
         1 => Style::Sectioned,
@@ -113,7 +118,10 @@ fn write_document(id: &str, p: &patient::Patient, visit: (i64, u32, u32), rng: &
         id: id.to_string(),
         patient: p.id.clone(),
         kind: kind.to_string(),
-        style: serde_json::to_value(style).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        style: serde_json::to_value(style)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
         text: w.text,
         phi,
         gold: gold.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
@@ -147,7 +155,11 @@ pub struct SynthManifest {
 
 /// Writes a corpus into `dir`: `documents.jsonl` (text, gold PHI, gold extractions), one
 /// `gold/<schema>.jsonl` per schema for `medllm eval extract`, and `synth.json`.
-pub fn write_corpus(dir: &Path, options: SynthOptions, mut progress: impl FnMut(usize)) -> std::io::Result<SynthManifest> {
+pub fn write_corpus(
+    dir: &Path,
+    options: SynthOptions,
+    mut progress: impl FnMut(usize),
+) -> std::io::Result<SynthManifest> {
     std::fs::create_dir_all(dir.join("gold"))?;
     let mut documents = AtomicWriter::create(&dir.join(DOCUMENTS_FILE))?;
     let mut gold_files: std::collections::BTreeMap<String, AtomicWriter> = Default::default();

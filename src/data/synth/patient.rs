@@ -86,10 +86,12 @@ pub fn new_patient(index: usize, rng: &mut SeededRng) -> Patient {
     let birth = add_days(first_visit, -(i64::from(age) * 365 + rng.range(1, 360)));
     let name = person_name(rng, Some(sex));
     let city = rng.pick(&lexicon.cities);
-    let suffixes = ["Street", "St", "Avenue", "Ave", "Road", "Rd", "Drive", "Lane", "Court", "Boulevard", "Way"];
+    let suffixes =
+        ["Street", "St", "Avenue", "Ave", "Road", "Rd", "Drive", "Lane", "Court", "Boulevard", "Way"];
     let street = format!("{} {} {}", rng.range(2, 9899), rng.pick(&lexicon.streets), rng.pick(&suffixes));
     let zip = format!("{}{}", city.zip3, pattern_id("##", rng));
-    let hospital = format!("{} {}", rng.pick(&lexicon.hospital_prefixes), rng.pick(&lexicon.hospital_suffixes));
+    let hospital =
+        format!("{} {}", rng.pick(&lexicon.hospital_prefixes), rng.pick(&lexicon.hospital_suffixes));
     let relations = ["daughter", "son", "wife", "husband", "sister", "brother", "niece", "partner"];
     let relative = (*rng.pick(&relations), person_name(rng, None));
     let email_user = format!(

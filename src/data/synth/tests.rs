@@ -28,7 +28,8 @@ fn every_kind_and_style_appears_and_spans_point_at_text() {
     let mut categories = std::collections::BTreeSet::new();
     for doc in &docs {
         for span in &doc.phi {
-            let (start, end) = to_byte_offsets(&doc.text, span.start, span.end).expect("span inside the text");
+            let (start, end) =
+                to_byte_offsets(&doc.text, span.start, span.end).expect("span inside the text");
             let value = &doc.text[start..end];
             assert!(!value.trim().is_empty() && value.trim() == value, "{}: bad span {span:?}", doc.id);
             categories.insert(span.category);
@@ -62,7 +63,8 @@ fn strings(value: &Value, out: &mut Vec<String>) {
     }
 }
 
-const ENUM_FIELDS: [&str; 6] = ["sex", "discharge_disposition", "smoking_status", "modality", "flag", "status"];
+const ENUM_FIELDS: [&str; 6] =
+    ["sex", "discharge_disposition", "smoking_status", "modality", "flag", "status"];
 
 #[test]
 fn gold_is_valid_for_its_schema_and_every_free_text_value_is_in_the_document() {
