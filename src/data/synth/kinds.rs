@@ -561,7 +561,11 @@ fn lab_value(w: &mut DocWriter, test: &LabTest) -> (String, &'static str) {
 
 pub fn lab_report(w: &mut DocWriter, p: &Patient, visit: (i64, u32, u32)) -> Gold {
     let labs = &lexicon().labs;
-    let panel = w.rng.pick(labs).panel;
+    let mut panels: Vec<&str> = labs.iter().map(|t| t.panel).collect();
+    panels.sort_unstable();
+    panels.dedup();
+    // One panel per patient, so that follow-up reports can be compared.
+    let panel = panels[p.lab_panel % panels.len()];
     let mut tests: Vec<&LabTest> = labs.iter().filter(|t| t.panel == panel).collect();
     tests.truncate(12);
     let specimen = tests.first().map_or("blood", |t| t.specimen);

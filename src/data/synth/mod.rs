@@ -106,7 +106,8 @@ fn write_document(
         _ => Style::Terse,
     };
     let mut w = DocWriter::new(style, SeededRng::new(rng.next_u64()));
-    let (kind, gold) = match rng.below(10) {
+    let roll = if p.lab_follow_up { 6 } else { rng.below(10) };
+    let (kind, gold) = match roll {
         0 | 1 => ("discharge_summary", kinds::discharge_summary(&mut w, p, visit)),
         2 | 3 => ("radiology_report", kinds::radiology_report(&mut w, p, visit)),
         4 | 5 => ("clinic_note", kinds::visit_note(&mut w, p, visit, false)),

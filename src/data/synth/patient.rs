@@ -49,6 +49,10 @@ pub struct Patient {
     pub relative: (&'static str, PersonName),
     /// Day of the first encounter; later documents of the patient come after it.
     pub first_visit: (i64, u32, u32),
+    /// Followed with repeated lab work (the same panel each time), as chronic patients are.
+    pub lab_follow_up: bool,
+    /// Which panel this patient's lab reports show (an index into the lexicon's panels).
+    pub lab_panel: usize,
 }
 
 /// A name from the dictionaries the de-identifier knows, or (one time in six) from the
@@ -119,6 +123,8 @@ pub fn new_patient(index: usize, rng: &mut SeededRng) -> Patient {
         hospital,
         relative,
         first_visit,
+        lab_follow_up: rng.chance(0.2),
+        lab_panel: rng.below(1000),
     }
 }
 
