@@ -1,6 +1,6 @@
 //! `medllm deid`: de-identify documents, writing each in the format it came in.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
@@ -44,20 +44,11 @@ pub(crate) struct DeidArgs {
     /// JSONL field / CSV column naming the patient: dates of one patient move together.
     #[arg(long, value_name = "NAME", default_value = "patient")]
     patient_field: String,
-}
-
-/// A seed nobody can guess, for date shifting when none is given.
-fn fresh_seed() -> u64 {
-    let mut bytes = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .is_ok()
-    {
-        return u64::from_le_bytes(bytes);
-    }
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    (nanos as u64) ^ u64::from(std::process::id()).rotate_left(32)
+    /// Another JSONL field / CSV column to keep, de-identified as text (repeatable). All
+    /// fields but the text and the id are left out otherwise: a name, MRN or birth-date
+    /// column would pass through untouched. Never keep a column that is an identifier.
+    #[arg(long = "keep-field", value_name = "NAME")]
+    keep_fields: Vec<String>,
 }
 
 /// Files under a folder that `deid` reads, relative to it, in name order; links to
@@ -81,24 +72,36 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// Stdin is JSON lines when its first non-empty line is a JSON object, else one text.
-fn sniff_stdin(reader: &mut dyn BufRead) -> Result<StreamFormat> {
-    let buffer = reader.fill_buf().context("cannot read stdin")?;
-    let head = String::from_utf8_lossy(buffer);
-    let first = head.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    let is_object = serde_json::from_str::<serde_json::Value>(first.trim()).is_ok_and(|v| v.is_object());
-    Ok(if is_object { StreamFormat::Jsonl } else { StreamFormat::Text })
+/// Stdin is JSON lines when its first non-empty line (read whole, however long) is a JSON
+/// object, else one text. Returns the format and a reader that starts at the beginning.
+fn sniff_stdin(mut reader: Box<dyn BufRead>) -> Result<(StreamFormat, Box<dyn BufRead>)> {
+    let mut head = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        if reader.read_until(b'\n', &mut line).context("cannot read stdin")? == 0 {
+            break;
+        }
+        let blank = line.iter().all(u8::is_ascii_whitespace);
+        head.extend_from_slice(&line);
+        if !blank {
+            break;
+        }
+    }
+    let first = String::from_utf8_lossy(&head);
+    let first = first.trim().trim_start_matches('\u{feff}');
+    let is_object = serde_json::from_str::<serde_json::Value>(first).is_ok_and(|v| v.is_object());
+    let format = if is_object { StreamFormat::Jsonl } else { StreamFormat::Text };
+    Ok((format, Box::new(std::io::Cursor::new(head).chain(reader))))
 }
 
 pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
-    let deid = Deidentifier::new(DeidOptions {
-        mode: args.mode,
-        date_shift_seed: args.date_shift_seed.unwrap_or_else(fresh_seed),
-    });
+    let seed = args.date_shift_seed.unwrap_or_else(crate::data::rng::fresh_seed);
+    let deid = Deidentifier::new(DeidOptions { mode: args.mode, date_shift_seed: seed });
     let fields = StreamFields {
         text: args.text_field.clone(),
         id: args.id_field.clone(),
         patient: args.patient_field.clone(),
+        keep: args.keep_fields.clone(),
     };
     let mut spans = match &args.spans {
         Some(path) => {
@@ -107,7 +110,8 @@ pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
         None => None,
     };
     let mut total = StreamStats::default();
-    let mut add = |stats: StreamStats| {
+    // Adds a stream's counts to the total; says whether its output is worth keeping.
+    let mut add = |stats: StreamStats| -> bool {
         total.documents += stats.documents;
         for (category, n) in stats.replaced {
             *total.replaced.entry(category).or_default() += n;
@@ -116,6 +120,7 @@ pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
             eprintln!("warning: {failure}");
             total.failures.push(failure);
         }
+        !stats.unusable
     };
 
     let single = args.inputs.len() == 1 && !args.inputs[0].is_dir();
@@ -123,8 +128,8 @@ pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
         let input = &args.inputs[0];
         let (format, mut reader, source): (StreamFormat, Box<dyn BufRead>, String) =
             if input.as_os_str() == "-" {
-                let mut reader: Box<dyn BufRead> = Box::new(BufReader::new(std::io::stdin()));
-                (sniff_stdin(&mut reader)?, reader, "stdin".into())
+                let (format, reader) = sniff_stdin(Box::new(BufReader::new(std::io::stdin())))?;
+                (format, reader, "stdin".into())
             } else {
                 let file =
                     std::fs::File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
@@ -138,8 +143,10 @@ pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
                 let mut out =
                     AtomicWriter::create(path).with_context(|| format!("cannot write {}", path.display()))?;
                 let spans_out = spans.as_mut().map(|w| w as &mut dyn Write);
-                add(deidentify_stream(&deid, format, &source, &mut reader, &mut out, spans_out, &fields)?);
-                out.commit().with_context(|| format!("cannot write {}", path.display()))?;
+                if add(deidentify_stream(&deid, format, &source, &mut reader, &mut out, spans_out, &fields)?)
+                {
+                    out.commit().with_context(|| format!("cannot write {}", path.display()))?;
+                }
             }
             None => {
                 let mut stdout = std::io::stdout().lock();
@@ -158,11 +165,10 @@ pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
                 bail!("stdin (-) cannot be mixed with other inputs");
             }
             if input.is_dir() {
-                if same_file(input, out_dir)
-                    || out_dir
-                        .canonicalize()
-                        .is_ok_and(|o| o.starts_with(input.canonicalize().unwrap_or_default()))
-                {
+                let inside = out_dir
+                    .canonicalize()
+                    .is_ok_and(|o| input.canonicalize().is_ok_and(|i| o.starts_with(i)));
+                if inside {
                     bail!(
                         "--out {} is inside the input folder {}; choose a folder outside it",
                         out_dir.display(),
@@ -177,6 +183,13 @@ pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
                 jobs.push((input.clone(), out_dir.join(name)));
             }
         }
+        // Two inputs with the same file name would write one output over the other.
+        let mut targets = std::collections::HashSet::new();
+        for (_, output) in &jobs {
+            if !targets.insert(output.clone()) {
+                bail!("two inputs would both be written to {}; run them separately", output.display());
+            }
+        }
         for (input, output) in jobs {
             if let Some(parent) = output.parent() {
                 std::fs::create_dir_all(parent)
@@ -185,10 +198,8 @@ pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
             let file = match std::fs::File::open(&input) {
                 Ok(file) => file,
                 Err(e) => {
-                    add(StreamStats {
-                        failures: vec![format!("{}: cannot open: {e}", input.display())],
-                        ..Default::default()
-                    });
+                    let failure = format!("{}: cannot open: {}", input.display(), e.kind());
+                    add(StreamStats { failures: vec![failure], unusable: true, ..Default::default() });
                     continue;
                 }
             };
@@ -196,16 +207,19 @@ pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
                 .with_context(|| format!("cannot write {}", output.display()))?;
             let spans_out = spans.as_mut().map(|w| w as &mut dyn Write);
             let source = input.display().to_string();
-            add(deidentify_stream(
+            let format = StreamFormat::of_path(&input);
+            let stats = deidentify_stream(
                 &deid,
-                StreamFormat::of_path(&input),
+                format,
                 &source,
                 &mut BufReader::new(file),
                 &mut out,
                 spans_out,
                 &fields,
-            )?);
-            out.commit().with_context(|| format!("cannot write {}", output.display()))?;
+            )?;
+            if add(stats) {
+                out.commit().with_context(|| format!("cannot write {}", output.display()))?;
+            }
         }
     }
     if let (Some(writer), Some(path)) = (spans, &args.spans) {
@@ -221,7 +235,7 @@ pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
             if total.failures.is_empty() {
                 String::new()
             } else {
-                format!("; {} records left out", total.failures.len())
+                format!("; {} inputs or records left out", total.failures.len())
             }
         );
     }

@@ -29,7 +29,8 @@ pub(crate) struct PrepareArgs {
     /// How PHI is replaced in training data.
     #[arg(long, value_enum, default_value_t = DeidMode::Redact)]
     deid_mode: DeidMode,
-    /// Seed of date shifting and surrogates (surrogate mode). Default: random per run.
+    /// Secret seed of date shifting, surrogates and the pseudonyms that replace patient and
+    /// record ids in the outputs. Default: random per run.
     #[arg(long, value_name = "N")]
     date_shift_seed: Option<u64>,
     /// Write training data WITHOUT de-identification. Only for data that holds no PHI.
@@ -99,11 +100,7 @@ pub(crate) fn run(args: PrepareArgs, global: &GlobalOptions) -> Result<Outcome> 
         );
         None
     } else {
-        let seed = args.date_shift_seed.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64)
-        });
+        let seed = args.date_shift_seed.unwrap_or_else(crate::data::rng::fresh_seed);
         Some(DeidOptions { mode: args.deid_mode, date_shift_seed: seed })
     };
     let tokens = match &args.model {

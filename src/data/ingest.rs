@@ -333,20 +333,25 @@ fn csv_documents(file: File, source: &str, options: &InputOptions) -> Box<dyn It
     let n_columns = headers.len();
     let source = source.to_string();
     Box::new(csv.into_byte_records().enumerate().map(move |(i, record)| {
-        // Row numbers count the header as row 1, as spreadsheets show them.
-        let fallback_id = format!("{source}:{}", i + 2);
+        // The line the row starts on (quoted newlines counted), as an editor shows it.
+        let line = |position: Option<&csv::Position>| position.map_or(i as u64 + 2, csv::Position::line);
         let record = match record {
             Ok(record) => record,
-            Err(e) => return InputItem::Failed { id: fallback_id, error: format!("bad CSV row: {e}") },
+            Err(e) => {
+                let id = format!("{source}:{}", line(e.position()));
+                return InputItem::Failed { id, error: "unreadable CSV row".into() };
+            }
         };
+        let fallback_id = format!("{source}:{}", line(record.position()));
         let field = |k: usize| record.get(k).map(|b| String::from_utf8_lossy(b).into_owned());
-        let id = id_index.and_then(field).filter(|s| !s.trim().is_empty()).unwrap_or(fallback_id);
         if record.len() != n_columns {
+            // The id column of a ragged row may hold a piece of the note: use the row number.
             return InputItem::Failed {
-                id,
+                id: fallback_id,
                 error: format!("row has {} fields, the header has {n_columns}", record.len()),
             };
         }
+        let id = id_index.and_then(field).filter(|s| !s.trim().is_empty()).unwrap_or(fallback_id);
         match field(text_index) {
             Some(text) if !text.trim().is_empty() => {
                 let fields = headers
@@ -410,7 +415,7 @@ mod tests {
         assert_eq!((first.id.as_str(), first.text.as_str()), ("A1", "Pt seen.\nStable; home"));
         assert_eq!(fields_of(&items[0]).get("ward"), Some(&Value::String("3".into())));
         assert!(
-            matches!(&items[1], InputItem::Failed { id, error } if id == "A2" && error.contains("2 fields"))
+            matches!(&items[1], InputItem::Failed { id, error } if id.ends_with("notes.csv:4") && error.contains("2 fields"))
         );
         assert!(
             matches!(&items[2], InputItem::Failed { id, error } if id == "A3" && error == "empty document")

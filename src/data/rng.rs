@@ -54,6 +54,20 @@ impl SeededRng {
     }
 }
 
+/// A seed nobody can guess (the kernel's random source; the clock if that is missing),
+/// for date shifts and pseudonyms when the user gives none.
+pub fn fresh_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    let read =
+        std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    if read.is_ok() {
+        return u64::from_le_bytes(bytes);
+    }
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    (nanos as u64) ^ u64::from(std::process::id()).rotate_left(32)
+}
+
 /// FNV-1a, 64 bits: a hash that never changes between runs or versions.
 pub fn stable_hash(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

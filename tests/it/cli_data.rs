@@ -123,5 +123,6 @@ fn prepare_reads_a_synth_folder_and_reports_rejections_with_exit_1() {
     let output = medllm().arg("prepare").arg(&csv).arg("-o").arg(&out).output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
     let rejected = std::fs::read_to_string(out.join("rejected.jsonl")).unwrap();
-    assert!(rejected.contains("notes.csv:3") || rejected.contains("\"id\":\"2\""), "{rejected}");
+    // The ragged row starts on line 5 (the quoted note spans lines 2-4).
+    assert!(rejected.contains("notes.csv:5"), "{rejected}");
 }

@@ -95,16 +95,19 @@ fn tokens(date: &str) -> Vec<(usize, usize)> {
                 && (if digits {
                     bytes[i].is_ascii_digit()
                 } else {
-                    bytes[i].is_ascii_alphabetic() || bytes[i] == b'-'
+                    // A hyphen joins letters ("twenty-first"), not a word and a number ("Mar-2024").
+                    bytes[i].is_ascii_alphabetic()
+                        || bytes[i] == b'-' && bytes.get(i + 1).is_some_and(u8::is_ascii_alphabetic)
                 })
             {
                 i += 1;
             }
             // "14th": the ordinal suffix belongs to the day.
             if digits && i + 2 <= bytes.len() {
-                let suffix = date[i..i + 2].to_ascii_lowercase();
+                // Bytes, not a string slice: the next character may be wider than a byte.
+                let suffix = [bytes[i].to_ascii_lowercase(), bytes[i + 1].to_ascii_lowercase()];
                 let alone = bytes.get(i + 2).is_none_or(|b| !b.is_ascii_alphabetic());
-                if matches!(suffix.as_str(), "st" | "nd" | "rd" | "th") && alone {
+                if matches!(&suffix, b"st" | b"nd" | b"rd" | b"th") && alone {
                     i += 2;
                 }
             }
@@ -154,6 +157,11 @@ fn read_parts(date: &str) -> Option<Vec<Part>> {
             parts.push(Part::Month { start: m.0, end: m.1, word: false });
             parts.push(Part::Day { start: d.0, end: d.1, digits: true });
             parts.push(Part::Year { start: c.0, end: c.1 });
+        }
+        // "03/2019": month and year.
+        [a, b] if b.1 - b.0 == 4 => {
+            parts.push(Part::Month { start: a.0, end: a.1, word: false });
+            parts.push(Part::Year { start: b.0, end: b.1 });
         }
         [a, b] => {
             parts.push(Part::Month { start: a.0, end: a.1, word: false });
@@ -293,6 +301,11 @@ mod tests {
         assert_eq!(shift_date("3/14", 1).as_deref(), Some("3/15"));
         assert_eq!(shift_date("no date", 1), None);
         assert_eq!(shift_date("02/30/2023", 1), None);
+        assert_eq!(shift_date("03/2019", 31).as_deref(), Some("04/2019"));
+        assert_eq!(shift_date("14-Mar-2024", 1).as_deref(), Some("15-Mar-2024"));
+        assert_eq!(shift_date("14MAR2024", 1).as_deref(), Some("15MAR2024"));
+        // A wide space after the day must not split a character.
+        assert_eq!(shift_date("14\u{202f}Mar 2024", 1).as_deref(), Some("15\u{202f}Mar 2024"));
     }
 
     #[test]

@@ -120,7 +120,8 @@ east west north south street avenue road drive lane court new care health medica
 clinical hospital university general memorial regional community state county city \
 final preliminary addendum page date time name age sex dob mrn id number phone fax email \
 tylenol advil motrin aspirin insulin physician physicians surgeon provider staff team service attending \
-soft nontender tender distended mobile desk office home work";
+soft nontender tender distended mobile desk office home work sharp little bright green gray grey \
+chambers temple cross bath reading independence orange newport bend humble";
 
 /// Words that are also given names or surnames ("Grace", "Stone"): as dictionary names they
 /// need context, but after a cue ("Patient: Grace Stone") they are names.
@@ -413,8 +414,8 @@ impl PhiDetector {
             && !self.surnames.contains(&lower)
     }
 
-    /// Shapes that look like PHI but are clinical: a bare 7+ digit run inside a lab line is
-    /// a value, a "date" whose numbers are not a month and day is a ratio.
+    /// Shapes that look like PHI but are not: a "date" whose numbers are no month and day,
+    /// a cued "identifier" without digits, a short number after "cell", a TNM stage.
     fn is_false_hit(&self, text: &str, span: &PhiSpan) -> bool {
         let s = &text[span.start..span.end];
         match span.category {
@@ -434,6 +435,7 @@ impl PhiDetector {
                 let pager = text[from..span.start].to_lowercase().contains("pager");
                 !pager && s.chars().filter(char::is_ascii_digit).count() < 7
             }
+            PhiCategory::Id if is_clinical_code(s) => true,
             PhiCategory::Id => {
                 let digits = s.chars().filter(char::is_ascii_digit).count();
                 let letters = s.chars().filter(char::is_ascii_alphabetic).count();
@@ -454,6 +456,17 @@ impl Default for PhiDetector {
     fn default() -> Self {
         PhiDetector::new()
     }
+}
+
+/// TNM stages ("T2N0M0") and obstetric histories ("G3P2012") look like codes, are not ids.
+fn is_clinical_code(s: &str) -> bool {
+    static CODES: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    CODES
+        .get_or_init(|| {
+            Regex::new(r"^(?:[cpy]?T[0-4X][a-d]?N[0-3X][a-c]?M[01X][a-c]?|G[0-9]{1,2}P[0-9]{1,5})$")
+                .expect("code pattern compiles")
+        })
+        .is_match(s)
 }
 
 /// Whether `start..end` begins and ends a word (no letter or digit just outside it).
@@ -566,7 +579,9 @@ fn capitalised_words(text: &str) -> Vec<(usize, usize)> {
 
 fn preceding_word(text: &str, start: usize) -> Option<&str> {
     let before = text[..start].trim_end();
-    let word_start = before.rfind(|c: char| !c.is_alphanumeric()).map_or(0, |i| i + 1);
+    // After the last non-word character, whatever its width in bytes ("“Boston").
+    let word_start =
+        before.char_indices().rev().find(|(_, c)| !c.is_alphanumeric()).map_or(0, |(i, c)| i + c.len_utf8());
     (word_start < before.len()).then(|| &before[word_start..])
 }
 
@@ -672,6 +687,14 @@ fn build_patterns() -> Vec<Pattern> {
     use PhiCategory::*;
     let month = month_alternation();
     let month_full = MONTHS_FULL.join("|");
+    let month_short = MONTHS_FULL
+        .iter()
+        .flat_map(|m| {
+            let short = &m[..3];
+            [short.to_string(), short.to_uppercase()]
+        })
+        .collect::<Vec<_>>()
+        .join("|");
     let ordinal_word = format!("(?:{})", ORDINAL_WORDS.join("|"));
     let day = r"(?:[12][0-9]|3[01]|0?[1-9])(?:st|nd|rd|th)?";
     let year = r"(?:19|20)[0-9]{2}";
@@ -718,6 +741,16 @@ fn build_patterns() -> Vec<Pattern> {
             0,
             Date,
         ),
+        // Export shapes: "14-Mar-2024", "14MAR2024", "Mar-2019", and month/year "03/2019".
+        pattern(
+            &format!(
+                r"(?-u:\b)(?:[0-3]?[0-9])-?(?:{month_short})-?(?:(?:19|20)[0-9]{{2}}|[0-9]{{2}})(?-u:\b)"
+            ),
+            0,
+            Date,
+        ),
+        pattern(&format!(r"(?-u:\b)(?:{month_short})-(?:19|20)[0-9]{{2}}(?-u:\b)"), 0, Date),
+        pattern(r"(?-u:\b)(?:0?[1-9]|1[0-2])/(?:19|20)[0-9]{2}(?-u:\b)", 0, Date),
         // A month alone is an element of a date ("since November"); the cue keeps "may" out.
         pattern(
             &format!(
@@ -808,8 +841,8 @@ fn build_patterns() -> Vec<Pattern> {
         // Plates and other codes of capitals and digits ("2JXX710"); filtered to mixed ones.
         pattern(r"(?-u:\b)[A-Z0-9]{6,10}(?-u:\b)", 0, Id),
         // Transcription marks: initials then user names ("XGT:holmes", "GPP/church/olinger").
-        pattern(r"(?-u:\b)[A-Z]{2,4}[:/]([a-z]{3,12})(?-u:\b)", 1, Name),
-        pattern(r"(?-u:\b)[A-Z]{2,4}/[a-z]{3,12}/([a-z]{3,12})(?-u:\b)", 1, Name),
+        pattern(r"(?m)^[ \t]*[A-Z]{2,4}[:/]([a-z]{3,12})(?:/[a-z]{3,12})?[ \t]*$", 1, Name),
+        pattern(r"(?m)^[ \t]*[A-Z]{2,4}/[a-z]{3,12}/([a-z]{3,12})[ \t]*$", 1, Name),
         pattern(r"(?m)^[ \t]*([A-Z][A-Z'-]+,[A-Z][A-Z'-]+)(?:[ \t]|$)", 1, Name),
         cued(r"study\s+(?:code|id)|subject\s+id|participant\s+id|voiceprint(?:\s+template)?", Id),
         // Places.
@@ -889,9 +922,9 @@ fn build_name_patterns() -> Vec<Regex> {
         r"({particle}{word},[ \t]+{word}(?:[ \t]+{word})?|{particle}{word}(?:[ \t]+{particle}{word}){{0,3}})"
     );
     let sources = [
-        format!(r"(?-u:\b)(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof|Sr|Sra|Rev)\.?\s+{name_run}"),
+        format!(r"(?-u:\b)(?:(?i:Dr|Mr|Mrs)|Ms|Miss|Mx|Prof|Sra|Rev)\.?[ \t]+{name_run}"),
         format!(
-            r"(?i:(?-u:\b)(?:patient(?:\s+name)?|name|pt(?:\s+name)?|seen\s+by|signed\s+by|electronically\s+signed(?:\s+by)?|dictated\s+by|transcribed\s+by|reviewed\s+by|attending(?:\s+physician)?|resident|fellow|pcp|primary\s+care(?:\s+(?:physician|provider))?|referr(?:ed|ing)(?:\s+(?:by|physician|provider))?|provider|nurse|cc|emergency\s+contact|contact|guardian|spouse|husband|wife|son|daughter|mother|father|brother|sister|partner|accompanied\s+by|interpreter|caregiver|friend|niece|nephew|grandson|granddaughter|(?:summary|note|report|letter|record)\s+for|(?:my\s+)?name\s+is|named|call\s+me|says|said)\s*[:\-]?\s+){cued_run}"
+            r"(?i:(?-u:\b)(?:patient(?:\s+name)?|name|pt(?:\s+name)?|seen\s+by|signed\s+by|electronically\s+signed(?:\s+by)?|dictated\s+by|transcribed\s+by|reviewed\s+by|attending(?:\s+physician)?|resident|fellow|pcp|primary\s+care(?:\s+(?:physician|provider))?|referr(?:ed|ing)(?:\s+(?:by|physician|provider))?|provider|nurse|emergency\s+contact|contact|guardian|spouse|husband|wife|son|daughter|mother|father|brother|sister|partner|accompanied\s+by|interpreter|caregiver|friend|niece|nephew|grandson|granddaughter|(?:summary|note|report|letter|record)\s+for|(?:my\s+)?name\s+is|named|call\s+me|says|said)\s*[:\-]?\s+){cued_run}"
         ),
         format!(
             r"{name_run},?\s+(?:(?:MD|DO|RN|NP|PA-C|PhD|DDS|PharmD|MSW|LCSW|CNM|FNP|APRN|CRNA|DPM|OD|FNP-BC|MBBS)(?-u:\b)|M\.D\.)"

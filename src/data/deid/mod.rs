@@ -141,13 +141,24 @@ impl Replacements<'_> {
                 }
                 let seed = self.owner.options.date_shift_seed ^ self.patient_hash;
                 let mut rng = SeededRng::new(seed ^ stable_hash(key.1.as_bytes()) ^ category as u64);
-                let surrogate = match category {
+                let mut chosen = match category {
                     PhiCategory::Name => self.surrogate_name(original),
                     PhiCategory::Date => {
                         shift_date(original, self.shift_days).unwrap_or_else(|| "[DATE]".into())
                     }
                     _ => surrogate(category, original, &mut rng),
                 };
+                // A draw that happens to equal the original would leave it in place.
+                for _ in 0..8 {
+                    if !chosen.eq_ignore_ascii_case(original) || category == PhiCategory::Name {
+                        break;
+                    }
+                    chosen = surrogate(category, original, &mut rng);
+                }
+                if chosen.eq_ignore_ascii_case(original) {
+                    chosen = format!("[{}]", category.as_str());
+                }
+                let surrogate = chosen;
                 self.chosen.insert(key, surrogate.clone());
                 surrogate
             }
@@ -171,13 +182,20 @@ impl Replacements<'_> {
                 let seed =
                     this.owner.options.date_shift_seed ^ this.patient_hash ^ stable_hash(key.1.as_bytes());
                 let mut rng = SeededRng::new(seed);
-                let chosen = if word.chars().count() == 1 {
+                let mut chosen = if word.chars().count() == 1 {
                     ((b'A' + rng.below(26) as u8) as char).to_string()
                 } else if *index == 0 && !lexicon.given_names.is_empty() {
                     rng.pick(&lexicon.given_names).name.to_string()
                 } else {
                     rng.pick(&lexicon.surnames).to_string()
                 };
+                // Never the name itself (an initial may repeat: one letter identifies nobody).
+                for _ in 0..8 {
+                    if word.chars().count() == 1 || !chosen.eq_ignore_ascii_case(word) {
+                        break;
+                    }
+                    chosen = rng.pick(&lexicon.surnames).to_string();
+                }
                 this.chosen.insert(key, chosen.clone());
                 chosen
             };

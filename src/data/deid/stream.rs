@@ -40,15 +40,18 @@ impl StreamFormat {
 pub struct StreamFields {
     /// JSONL field / CSV column with the text.
     pub text: String,
-    /// JSONL field / CSV column with the id.
+    /// JSONL field / CSV column with the id (passed through unchanged).
     pub id: String,
     /// JSONL field / CSV column naming the patient (dates of one patient shift together).
     pub patient: String,
+    /// Other fields / columns to keep, de-identified as text. All others are left out:
+    /// a name, MRN or birth date column would otherwise pass through untouched.
+    pub keep: Vec<String>,
 }
 
 impl Default for StreamFields {
     fn default() -> Self {
-        StreamFields { text: "text".into(), id: "id".into(), patient: "patient".into() }
+        StreamFields { text: "text".into(), id: "id".into(), patient: "patient".into(), keep: Vec::new() }
     }
 }
 
@@ -59,6 +62,8 @@ pub struct StreamStats {
     pub documents: usize,
     /// Records left out, with why (line numbers, no content).
     pub failures: Vec<String>,
+    /// The whole input could not be used (no text column): nothing should be written.
+    pub unusable: bool,
     /// PHI replaced per category.
     pub replaced: BTreeMap<PhiCategory, usize>,
 }
@@ -69,18 +74,26 @@ struct SpansLine<'a> {
     spans: &'a [CharSpan],
 }
 
-/// A record waiting for its turn: the text, the patient key, and how to write it back.
+/// A record waiting for its turn: the text, the kept fields, the patient key, and how to
+/// write it back.
 struct Pending {
     id: String,
     text: String,
+    kept: Vec<(String, Value)>,
     patient: String,
     shell: Shell,
 }
 
 enum Shell {
     Text,
-    Json(serde_json::Map<String, Value>),
-    Csv(csv::StringRecord),
+    Json { id: Option<Value> },
+    Csv { id: Option<String> },
+}
+
+/// A de-identified record: the text's result and the kept fields, replaced consistently.
+struct Done {
+    text: super::Deidentified,
+    kept: Vec<(String, Value)>,
 }
 
 const BATCH: usize = 512;
@@ -103,18 +116,33 @@ pub fn deidentify_stream(
             input.read_to_end(&mut bytes)?;
             let text = String::from_utf8_lossy(&bytes);
             let text = text.strip_prefix('\u{feff}').unwrap_or(&text).to_string();
-            let batch = vec![Pending { id: source.into(), patient: source.into(), text, shell: Shell::Text }];
-            flush(deid, batch, output, &mut spans, &mut stats, None)?;
+            let pending = Pending {
+                id: source.into(),
+                patient: source.into(),
+                text,
+                kept: Vec::new(),
+                shell: Shell::Text,
+            };
+            flush(deid, vec![pending], output, &mut spans, &mut stats, fields, None)?;
         }
         StreamFormat::Jsonl => {
             let mut batch = Vec::with_capacity(BATCH);
-            for (index, line) in input.lines().enumerate() {
-                let line = line?;
+            let mut line_number = 0usize;
+            loop {
+                let mut raw = Vec::new();
+                if input.read_until(b'\n', &mut raw)? == 0 {
+                    break;
+                }
+                line_number += 1;
+                let where_ = format!("{source}:{line_number}");
+                let Ok(line) = std::str::from_utf8(&raw) else {
+                    stats.failures.push(format!("{where_}: not valid UTF-8; left out"));
+                    continue;
+                };
                 let line = line.trim().trim_start_matches('\u{feff}');
                 if line.is_empty() {
                     continue;
                 }
-                let where_ = format!("{source}:{}", index + 1);
                 let mut object = match serde_json::from_str::<Value>(line) {
                     Ok(Value::Object(object)) => object,
                     _ => {
@@ -126,7 +154,8 @@ pub fn deidentify_stream(
                     stats.failures.push(format!("{where_}: no string field \"{}\"; left out", fields.text));
                     continue;
                 };
-                let id = match object.get(&fields.id) {
+                let id_value = object.get(&fields.id).cloned();
+                let id = match &id_value {
                     Some(Value::String(s)) => s.clone(),
                     Some(Value::Number(n)) => n.to_string(),
                     _ => where_,
@@ -136,19 +165,14 @@ pub fn deidentify_stream(
                     Some(Value::Number(n)) => n.to_string(),
                     _ => id.clone(),
                 };
-                batch.push(Pending { id, text, patient, shell: Shell::Json(object) });
+                let kept =
+                    fields.keep.iter().filter_map(|k| object.remove(k).map(|v| (k.clone(), v))).collect();
+                batch.push(Pending { id, text, kept, patient, shell: Shell::Json { id: id_value } });
                 if batch.len() == BATCH {
-                    flush(
-                        deid,
-                        std::mem::take(&mut batch),
-                        output,
-                        &mut spans,
-                        &mut stats,
-                        Some(&fields.text),
-                    )?;
+                    flush(deid, std::mem::take(&mut batch), output, &mut spans, &mut stats, fields, None)?;
                 }
             }
-            flush(deid, batch, output, &mut spans, &mut stats, Some(&fields.text))?;
+            flush(deid, batch, output, &mut spans, &mut stats, fields, None)?;
         }
         StreamFormat::Csv => {
             let mut head = Vec::new();
@@ -159,31 +183,43 @@ pub fn deidentify_stream(
                 csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(chained);
             let headers: Vec<String> = reader
                 .headers()
-                .map_err(std::io::Error::other)?
+                .map_err(|_| std::io::Error::other(format!("{source}: unreadable CSV header")))?
                 .iter()
                 .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
                 .collect();
             let Some(text_index) = headers.iter().position(|h| *h == fields.text) else {
+                // Column names are not echoed: without a header row they would be a note.
                 stats.failures.push(format!(
-                    "{source}: no column \"{}\" ({} columns); nothing written",
+                    "{source}: no column \"{}\" in the header row ({} columns); see --text-field; nothing written",
                     fields.text,
                     headers.len()
                 ));
+                stats.unusable = true;
                 return Ok(stats);
             };
             let id_index = headers.iter().position(|h| *h == fields.id);
             let patient_index = headers.iter().position(|h| *h == fields.patient);
+            let kept_indexes: Vec<usize> =
+                fields.keep.iter().filter_map(|k| headers.iter().position(|h| h == k)).collect();
+            // Output columns: id, text, kept ones, in the input's order.
+            let columns: Vec<usize> = (0..headers.len())
+                .filter(|i| Some(*i) == id_index || *i == text_index || kept_indexes.contains(i))
+                .collect();
+            let layout = CsvLayout { delimiter, columns: columns.clone(), text_index, id_index };
             let mut writer = csv::WriterBuilder::new().delimiter(delimiter).from_writer(Vec::new());
-            writer.write_record(&headers).map_err(std::io::Error::other)?;
+            writer
+                .write_record(columns.iter().map(|&i| headers[i].as_str()))
+                .map_err(std::io::Error::other)?;
             output.write_all(&writer.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?)?;
             let mut batch = Vec::with_capacity(BATCH);
             for (index, record) in reader.records().enumerate() {
-                let where_ = format!("{source}:{}", index + 2);
+                let line = |p: Option<&csv::Position>| p.map_or(index as u64 + 2, csv::Position::line);
                 let record = match record {
                     Ok(record) if record.len() == headers.len() => record,
                     Ok(record) => {
                         stats.failures.push(format!(
-                            "{where_}: {} fields, the header has {}; left out",
+                            "{source}:{}: {} fields, the header has {}; left out",
+                            line(record.position()),
                             record.len(),
                             headers.len()
                         ));
@@ -194,53 +230,79 @@ pub fn deidentify_stream(
                             csv::ErrorKind::Utf8 { .. } => "not valid UTF-8",
                             _ => "unreadable CSV row",
                         };
-                        stats.failures.push(format!("{where_}: {reason}; left out"));
+                        stats.failures.push(format!("{source}:{}: {reason}; left out", line(e.position())));
                         continue;
                     }
                 };
-                let id = id_index
-                    .and_then(|i| record.get(i))
-                    .filter(|s| !s.is_empty())
-                    .map_or(where_, str::to_string);
+                let where_ = format!("{source}:{}", line(record.position()));
+                let id_text = id_index.and_then(|i| record.get(i)).map(str::to_string);
+                let id = id_text.clone().filter(|s| !s.is_empty()).unwrap_or(where_);
                 let patient = patient_index
                     .and_then(|i| record.get(i))
                     .filter(|s| !s.is_empty())
                     .map_or(id.clone(), str::to_string);
                 let text = record.get(text_index).unwrap_or_default().to_string();
-                batch.push(Pending { id, text, patient, shell: Shell::Csv(record) });
+                let kept = kept_indexes
+                    .iter()
+                    .map(|&i| (i.to_string(), Value::String(record.get(i).unwrap_or_default().to_string())))
+                    .collect();
+                batch.push(Pending { id, text, kept, patient, shell: Shell::Csv { id: id_text } });
                 if batch.len() == BATCH {
-                    flush_csv(
+                    flush(
                         deid,
                         std::mem::take(&mut batch),
                         output,
                         &mut spans,
                         &mut stats,
-                        delimiter,
-                        text_index,
+                        fields,
+                        Some(&layout),
                     )?;
                 }
             }
-            flush_csv(deid, batch, output, &mut spans, &mut stats, delimiter, text_index)?;
+            flush(deid, batch, output, &mut spans, &mut stats, fields, Some(&layout))?;
         }
     }
     Ok(stats)
 }
 
+/// How CSV rows are written back.
+struct CsvLayout {
+    delimiter: u8,
+    columns: Vec<usize>,
+    text_index: usize,
+    id_index: Option<usize>,
+}
+
+fn deidentify_one(deid: &Deidentifier, pending: &Pending) -> Done {
+    let mut session = deid.session(&pending.patient);
+    let text = session.apply(&pending.text);
+    let kept = pending
+        .kept
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::String(s) => Value::String(session.apply(s).text),
+                // Numbers and structures are not text the detector can read: left out.
+                Value::Null | Value::Bool(_) => v.clone(),
+                _ => Value::Null,
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    Done { text, kept }
+}
+
 /// De-identifies a batch on every core; results keep their order.
-fn run_batch(deid: &Deidentifier, batch: &[Pending]) -> Vec<super::Deidentified> {
+fn run_batch(deid: &Deidentifier, batch: &[Pending]) -> Vec<Done> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(batch.len().max(1));
     if threads <= 1 {
-        return batch.iter().map(|p| deid.deidentify(&p.text, &p.patient)).collect();
+        return batch.iter().map(|p| deidentify_one(deid, p)).collect();
     }
     let chunk = batch.len().div_ceil(threads);
     std::thread::scope(|scope| {
         let handles: Vec<_> = batch
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter().map(|p| deid.deidentify(&p.text, &p.patient)).collect::<Vec<_>>()
-                })
-            })
+            .map(|part| scope.spawn(move || part.iter().map(|p| deidentify_one(deid, p)).collect::<Vec<_>>()))
             .collect();
         handles
             .into_iter()
@@ -272,47 +334,54 @@ fn flush(
     output: &mut dyn Write,
     spans: &mut Option<&mut dyn Write>,
     stats: &mut StreamStats,
-    text_field: Option<&str>,
+    fields: &StreamFields,
+    csv_layout: Option<&CsvLayout>,
 ) -> std::io::Result<()> {
     let results = run_batch(deid, &batch);
-    for (pending, result) in batch.into_iter().zip(results) {
-        record_spans(stats, spans, &pending.id, &result.spans)?;
+    let mut csv_writer =
+        csv_layout.map(|l| csv::WriterBuilder::new().delimiter(l.delimiter).from_writer(Vec::new()));
+    for (pending, done) in batch.into_iter().zip(results) {
+        record_spans(stats, spans, &pending.id, &done.text.spans)?;
         match pending.shell {
-            Shell::Text => output.write_all(result.text.as_bytes())?,
-            Shell::Json(mut object) => {
-                object.insert(text_field.unwrap_or("text").to_string(), Value::String(result.text));
+            Shell::Text => output.write_all(done.text.text.as_bytes())?,
+            Shell::Json { id } => {
+                let mut object = serde_json::Map::new();
+                if let Some(id) = id {
+                    object.insert(fields.id.clone(), id);
+                }
+                object.insert(fields.text.clone(), Value::String(done.text.text));
+                object.extend(done.kept);
                 serde_json::to_writer(&mut *output, &object)?;
                 output.write_all(b"\n")?;
             }
-            Shell::Csv(_) => unreachable!("CSV batches go through flush_csv"),
+            Shell::Csv { id } => {
+                let (Some(layout), Some(writer)) = (csv_layout, csv_writer.as_mut()) else { continue };
+                let kept: BTreeMap<usize, String> = done
+                    .kept
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k.parse().ok()?, v.as_str().unwrap_or_default().to_string())))
+                    .collect();
+                let row: Vec<String> = layout
+                    .columns
+                    .iter()
+                    .map(|&i| {
+                        if i == layout.text_index {
+                            done.text.text.clone()
+                        } else if Some(i) == layout.id_index {
+                            id.clone().unwrap_or_default()
+                        } else {
+                            kept.get(&i).cloned().unwrap_or_default()
+                        }
+                    })
+                    .collect();
+                writer.write_record(&row).map_err(std::io::Error::other)?;
+            }
         }
+    }
+    if let Some(writer) = csv_writer {
+        output.write_all(&writer.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?)?;
     }
     Ok(())
-}
-
-fn flush_csv(
-    deid: &Deidentifier,
-    batch: Vec<Pending>,
-    output: &mut dyn Write,
-    spans: &mut Option<&mut dyn Write>,
-    stats: &mut StreamStats,
-    delimiter: u8,
-    text_index: usize,
-) -> std::io::Result<()> {
-    let results = run_batch(deid, &batch);
-    let mut writer = csv::WriterBuilder::new().delimiter(delimiter).from_writer(Vec::new());
-    for (pending, result) in batch.into_iter().zip(results) {
-        record_spans(stats, spans, &pending.id, &result.spans)?;
-        if let Shell::Csv(record) = pending.shell {
-            let row: Vec<&str> = record
-                .iter()
-                .enumerate()
-                .map(|(i, f)| if i == text_index { result.text.as_str() } else { f })
-                .collect();
-            writer.write_record(&row).map_err(std::io::Error::other)?;
-        }
-    }
-    output.write_all(&writer.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?)
 }
 
 /// The most frequent of `,`, `;` and tab outside quotes in the header line.
@@ -339,6 +408,10 @@ mod tests {
     use crate::data::deid::DeidOptions;
 
     fn run(format: StreamFormat, input: &str) -> (String, String, StreamStats) {
+        run_with(format, input, &StreamFields::default())
+    }
+
+    fn run_with(format: StreamFormat, input: &str, fields: &StreamFields) -> (String, String, StreamStats) {
         let deid = Deidentifier::new(DeidOptions::default());
         let mut out = Vec::new();
         let mut spans = Vec::new();
@@ -349,34 +422,59 @@ mod tests {
             &mut std::io::Cursor::new(input.as_bytes().to_vec()),
             &mut out,
             Some(&mut spans),
-            &StreamFields::default(),
+            fields,
         )
         .unwrap();
         (String::from_utf8(out).unwrap(), String::from_utf8(spans).unwrap(), stats)
     }
 
     #[test]
-    fn csv_keeps_delimiter_columns_and_quoted_newlines() {
-        let input =
-            "\u{feff}id;text;ward\nA1;\"Seen by Dr. Helen Schwartz\non 03/14/2024.\";3\nA2;too;many;fields\n";
-        let (out, spans, stats) = run(StreamFormat::Csv, input);
+    fn csv_keeps_delimiter_and_quoted_newlines_and_only_the_columns_asked_for() {
+        let input = "\u{feff}id;text;ward;name\nA1;\"Seen by Dr. Helen Schwartz\non 03/14/2024.\";3;Zorbly Quux\nA2;too;many;fields;x\n";
+        let fields = StreamFields { keep: vec!["ward".into()], ..StreamFields::default() };
+        let (out, spans, stats) = run_with(StreamFormat::Csv, input, &fields);
+        // The "name" column is left out; "ward" is kept on request.
         assert_eq!(out, "id;text;ward\nA1;\"Seen by Dr. [NAME]\non [DATE].\";3\n");
         assert_eq!(stats.documents, 1);
-        assert_eq!(stats.failures, vec!["in:3: 4 fields, the header has 3; left out".to_string()]);
+        // The ragged row starts on line 4: the quoted note spans lines 2 and 3.
+        assert_eq!(stats.failures, vec!["in:4: 5 fields, the header has 4; left out".to_string()]);
         assert!(spans.starts_with("{\"id\":\"A1\",\"spans\":[{\"category\":\"NAME\""), "{spans}");
         assert!(!spans.contains("Schwartz"));
     }
 
     #[test]
-    fn jsonl_keeps_other_fields_and_leaves_bad_lines_out() {
-        let input =
-            "{\"id\":\"n1\",\"ward\":\"5B\",\"text\":\"Mrs. Okafor called 617-555-0143.\"}\n{broken\n";
-        let (out, _, stats) = run(StreamFormat::Jsonl, input);
+    fn jsonl_keeps_asked_fields_de_identified_and_leaves_bad_lines_out() {
+        let input = "{\"id\":\"n1\",\"ward\":\"5B\",\"dob\":\"1950-03-04\",\"note\":\"Dr. Yamamoto\",\"text\":\"Mrs. Okafor called 617-555-0143.\"}\n{broken\n";
+        let fields = StreamFields { keep: vec!["ward".into(), "note".into()], ..StreamFields::default() };
+        let (out, _, stats) = run_with(StreamFormat::Jsonl, input, &fields);
         let line: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
         assert_eq!(line["text"], "Mrs. [NAME] called [PHONE].");
         assert_eq!(line["ward"], "5B");
+        assert_eq!(line["note"], "Dr. [NAME]", "kept fields are de-identified too");
+        assert!(line.get("dob").is_none(), "fields not kept are left out");
         assert_eq!(out.lines().count(), 1);
         assert_eq!(stats.failures.len(), 1);
         assert!(!stats.failures[0].contains("broken"));
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_left_out_and_the_rest_processed() {
+        let deid = Deidentifier::new(DeidOptions::default());
+        let mut input: Vec<u8> = b"{\"text\":\"Dr. Amadi \xff\"}\n".to_vec();
+        input.extend_from_slice(b"{\"text\":\"Seen 03/14/2024.\"}\n");
+        let mut out = Vec::new();
+        let fields = StreamFields::default();
+        let stats = deidentify_stream(
+            &deid,
+            StreamFormat::Jsonl,
+            "in",
+            &mut std::io::Cursor::new(input),
+            &mut out,
+            None,
+            &fields,
+        )
+        .unwrap();
+        assert_eq!(stats.failures, vec!["in:1: not valid UTF-8; left out".to_string()]);
+        assert_eq!(String::from_utf8(out).unwrap(), "{\"text\":\"Seen [DATE].\"}\n");
     }
 }

@@ -47,7 +47,7 @@ pub fn sanitize(text: &str) -> String {
 }
 
 const SHINGLE_WORDS: usize = 5;
-const BANDS: usize = 16;
+const BANDS: usize = 32;
 const ROWS: usize = 4;
 
 /// Remembers what it has seen: exact texts by hash (case and spacing ignored) and MinHash

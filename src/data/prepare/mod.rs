@@ -148,32 +148,71 @@ fn extraction_system(schema: &str, cache: &mut HashMap<String, Option<String>>) 
         .clone()
 }
 
-/// De-identifies every string of a gold value: first the PHI strings found in the text
-/// (replaced the same way), then whatever the detector finds in the value itself. Ages
-/// over 89 become 90, as Safe Harbor aggregates them.
-fn deidentify_gold(value: &mut Value, found: &[(String, String)], session: &mut Replacements<'_>) {
+/// PHI replaced in a text: byte ranges of the original and what replaced them.
+struct Replaced {
+    spans: Vec<(usize, usize, String)>,
+}
+
+impl Replaced {
+    /// `value` as it reads after de-identification, when it is a passage of `original`:
+    /// the replacements that fall inside it are applied, and a span that crosses its edge
+    /// replaces the whole value. `None` when the value is not in the text.
+    fn apply_to_passage(&self, original: &str, value: &str) -> Option<String> {
+        if value.is_empty() {
+            return Some(String::new());
+        }
+        let start = original.find(value)?;
+        let end = start + value.len();
+        let mut out = String::with_capacity(value.len());
+        let mut at = start;
+        for (s, e, replacement) in self.spans.iter().filter(|(s, e, _)| *s < end && *e > start) {
+            if *s < start || *e > end {
+                return Some(replacement.clone());
+            }
+            out.push_str(&original[at..*s]);
+            out.push_str(replacement);
+            at = *e;
+        }
+        out.push_str(&original[at..end]);
+        Some(out)
+    }
+}
+
+/// Whether a gold key holds a person's age ("patient_age", "age", "age_years").
+fn is_age_key(key: &str) -> bool {
+    key == "age" || key.ends_with("_age") || key.starts_with("age_")
+}
+
+/// De-identifies every string of a gold value the way the text was: a value that is a
+/// passage of the text gets the text's own replacements there; any other value goes
+/// through the detector with the same session (so surrogates agree). Ages over 89 become
+/// 90, as Safe Harbor aggregates them.
+fn deidentify_gold(value: &mut Value, original: &str, replaced: &Replaced, session: &mut Replacements<'_>) {
     match value {
         Value::String(s) => {
-            let mut out = s.clone();
-            for (original, replacement) in found {
-                if out.contains(original.as_str()) {
-                    out = out.replace(original.as_str(), replacement);
-                }
-            }
-            *s = session.apply(&out).text;
+            *s = match replaced.apply_to_passage(original, s) {
+                Some(passage) => passage,
+                None => session.apply(s).text,
+            };
         }
-        Value::Array(items) => items.iter_mut().for_each(|v| deidentify_gold(v, found, session)),
+        Value::Array(items) => items.iter_mut().for_each(|v| deidentify_gold(v, original, replaced, session)),
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
-                if key.contains("age") && v.as_u64().is_some_and(|age| age > 89) {
+                if is_age_key(key) && v.as_f64().is_some_and(|age| age > 89.0) {
                     *v = Value::from(90);
                 } else {
-                    deidentify_gold(v, found, session);
+                    deidentify_gold(v, original, replaced, session);
                 }
             }
         }
         _ => {}
     }
+}
+
+/// A stable stand-in for an identifier (patient or record id) in training files: the
+/// same within a run's secret, unlinkable to the original without it.
+fn pseudonym(secret: u64, prefix: &str, value: &str) -> String {
+    format!("{prefix}{:016x}", stable_hash(format!("{secret}:{value}").as_bytes()))
 }
 
 fn normalize_gold(value: &mut Value) {
@@ -269,19 +308,17 @@ pub fn prepare(
         if let Some(deidentifier) = &deidentifier {
             let mut session = deidentifier.session(&patient);
             let result = session.apply(&text);
-            let mut found: Vec<(String, String)> = Vec::with_capacity(result.spans.len());
-            let chars: Vec<(usize, char)> = text.char_indices().collect();
+            let chars: Vec<usize> =
+                text.char_indices().map(|(b, _)| b).chain(std::iter::once(text.len())).collect();
+            let mut replaced = Replaced { spans: Vec::with_capacity(result.spans.len()) };
             for span in &result.spans {
                 *card.phi_replaced.entry(span.category).or_default() += 1;
-                let start = chars.get(span.start).map_or(text.len(), |(b, _)| *b);
-                let end = chars.get(span.end).map_or(text.len(), |(b, _)| *b);
-                if let Some(replacement) = &span.replacement {
-                    found.push((text[start..end].to_string(), replacement.clone()));
-                }
+                let start = chars.get(span.start).copied().unwrap_or(text.len());
+                let end = chars.get(span.end).copied().unwrap_or(text.len());
+                replaced.spans.push((start, end, span.replacement.clone().unwrap_or_default()));
             }
-            found.sort_by_key(|(original, _)| std::cmp::Reverse(original.len()));
             for (_, data) in &mut gold {
-                deidentify_gold(data, &found, &mut session);
+                deidentify_gold(data, &text, &replaced, &mut session);
             }
             text = result.text;
         }
@@ -334,11 +371,21 @@ pub fn prepare(
         };
         card.records_kept += 1;
         card.note_patient(SPLITS[split], &patient);
+        // With de-identification on, ids and patient keys (often MRNs or file names)
+        // become pseudonyms in the training files; rejected.jsonl keeps the real ids for
+        // the data owner.
+        let (source_id, patient_id) = match options.deid {
+            Some(deid) => (
+                pseudonym(deid.date_shift_seed, "r", &document.id),
+                pseudonym(deid.date_shift_seed, "p", &patient),
+            ),
+            None => (document.id.clone(), patient.clone()),
+        };
         for example in &examples {
             let line = ExampleLine {
-                id: format!("{}:{}", document.id, example.name),
-                source_id: &document.id,
-                patient: patient.clone(),
+                id: format!("{source_id}:{}", example.name),
+                source_id: &source_id,
+                patient: patient_id.clone(),
                 task: example.task.as_str(),
                 kind: kind.as_str(),
                 messages: &example.messages,

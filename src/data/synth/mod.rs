@@ -83,7 +83,8 @@ pub fn generate(options: SynthOptions) -> impl Iterator<Item = SynthDocument> {
             pending.reverse();
         }
         let mut document = pending.pop()?;
-        if let Some(previous) = &last {
+        // A copy is made of an original, never of another copy.
+        if let Some(previous) = last.as_ref().filter(|d| d.duplicate_of.is_none()) {
             if rng.chance(options.duplicate_rate) {
                 document = near_copy(previous, produced);
             }
