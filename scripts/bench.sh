@@ -141,7 +141,8 @@ measure() {
   python3 - "$@" <<'PY'
 import resource, subprocess, sys, time
 start = time.monotonic()
-subprocess.run(sys.argv[1:], check=False, stdout=subprocess.DEVNULL)
+# A failed run must not report a speed.
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
 seconds = time.monotonic() - start
 peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 print(f"{seconds:.2f} {peak_mib:.0f}")
