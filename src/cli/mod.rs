@@ -6,6 +6,7 @@ mod eval;
 mod extract;
 mod generate;
 mod info;
+mod ollama;
 mod options;
 
 use std::io;
@@ -52,6 +53,8 @@ enum Command {
     Extract(extract::ExtractArgs),
     /// Evaluate: score predictions against gold labels.
     Eval(eval::EvalArgs),
+    /// Package a GGUF as an Ollama model, install it, and push or pull it over a registry.
+    Ollama(ollama::OllamaArgs),
     /// Developer tools (tiny test models).
     #[command(hide = true)]
     Dev(dev::DevArgs),
@@ -66,6 +69,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Generate(args) => generate::run(args, &global),
         Command::Extract(args) => extract::run(args, &global),
         Command::Eval(args) => eval::run(args, &global),
+        Command::Ollama(args) => ollama::run(args, &global),
         Command::Dev(args) => dev::run(args, &global),
     };
     match result {
