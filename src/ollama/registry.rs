@@ -629,7 +629,10 @@ impl<'a> RegistryClient<'a> {
                 });
             }
             _ => {
-                return Err(OllamaError::Registry { what: format!("GET {url}"), reason: answer.error_text() });
+                return Err(OllamaError::Registry {
+                    what: format!("GET {url}"),
+                    reason: answer.error_text(),
+                });
             }
         }
         let announced = answer.header("Docker-Content-Digest").map(str::to_string);
