@@ -121,9 +121,10 @@ struct TransferOptions {
     /// Further attempts after a broken connection or a server error, with growing waits.
     #[arg(long, value_name = "N", default_value_t = 4)]
     retries: u32,
-    /// The ed25519 key (OpenSSH format) that signs Ollama hub requests.
-    #[arg(long, value_name = "FILE", default_value = "~/.ollama/id_ed25519")]
-    key: String,
+    /// The ed25519 key (OpenSSH format) that signs token requests [default:
+    /// ~/.ollama/id_ed25519, used for the Ollama hub only].
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
     /// Print a report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -307,7 +308,13 @@ fn transfer_setup(
         None => local.clone(),
     };
     let store = Store::at(store_dir(options.store.clone())?);
-    let key = expand_home(&options.key);
+    // The default key identifies this machine to the Ollama hub and is offered to no one
+    // else; a key given with --key is offered to whichever registry asks.
+    let key = match &options.key {
+        Some(path) => Some(path.clone()),
+        None if remote.host == DEFAULT_HOST => auth::default_ollama_key(),
+        None => None,
+    };
     let registry = RegistryOptions {
         host: remote.host.clone(),
         insecure: options.insecure,
@@ -381,14 +388,6 @@ fn pull(args: PullArgs, global: &GlobalOptions) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// `~/…` → `$HOME/…`.
-fn expand_home(path: &str) -> Option<PathBuf> {
-    match path.strip_prefix("~/") {
-        Some(rest) => std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(rest)),
-        None => Some(PathBuf::from(path)),
-    }
 }
 
 /// Where unfinished uploads are remembered: `$XDG_CACHE_HOME/medllm/uploads`, else

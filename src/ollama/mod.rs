@@ -38,12 +38,14 @@ pub enum OllamaError {
         reason: String,
     },
     /// An input file that is not there.
-    #[error("the {what} file {path} does not exist")]
+    #[error("the {what} file {path} does not exist{hint}")]
     MissingFile {
         /// `model`, `adapter`, …
         what: String,
         /// The file.
         path: PathBuf,
+        /// What to do instead, when there is something to say.
+        hint: String,
     },
     /// Reading a GGUF failed.
     #[error(transparent)]

@@ -200,8 +200,20 @@ pub fn build_model(store: &Store, name: &ModelName, recipe: &ModelRecipe) -> Res
 }
 
 fn open_gguf(path: &Path, what: &str) -> Result<GgufFile, OllamaError> {
+    if !path.exists() && what == "model" && path.extension().is_none() {
+        return Err(OllamaError::MissingFile {
+            what: "model".into(),
+            path: path.to_path_buf(),
+            hint: "; FROM must name a GGUF file (building on a model already in a store is not supported)"
+                .into(),
+        });
+    }
     if !path.exists() {
-        return Err(OllamaError::MissingFile { what: what.to_string(), path: path.to_path_buf() });
+        return Err(OllamaError::MissingFile {
+            what: what.to_string(),
+            path: path.to_path_buf(),
+            hint: String::new(),
+        });
     }
     GgufFile::open(path).map_err(|source| OllamaError::Gguf { source })
 }

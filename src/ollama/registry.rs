@@ -430,7 +430,8 @@ impl<'a> RegistryClient<'a> {
         let url = self.url(&format!("blobs/{}", blob.digest));
         let answer = self.request(&format!("checking blob {}", blob.digest), "HEAD", &url, &[], b"")?;
         match answer.status {
-            200 => Ok(true),
+            // A registry that keeps blobs in other storage redirects to where the blob is.
+            200 | 301 | 302 | 303 | 307 | 308 => Ok(true),
             404 => Ok(false),
             _ => Err(OllamaError::Registry { what: format!("HEAD {url}"), reason: answer.error_text() }),
         }

@@ -422,7 +422,7 @@ fn ollama_push_cut_off_mid_blob_resumes_where_the_registry_stood() {
 
     proxy.pass();
     let report = push_report(&push().output().unwrap());
-    assert_eq!(report.skipped, [packaged.manifest.config.digest.clone()]);
+    assert_eq!(report.skipped, std::slice::from_ref(&packaged.manifest.config.digest));
     assert_eq!(report.resumed, [(model.digest.clone(), 3 * chunk)]);
     let all: u64 = packaged.manifest.layers.iter().map(|l| l.size).sum();
     assert_eq!(report.bytes_sent, all - 3 * chunk, "the three acknowledged chunks are not sent again");
@@ -594,4 +594,253 @@ fn ollama_create_from_the_packaged_modelfile_and_install_build_the_same_model() 
 
 fn manifest_bytes(packaged: &Packaged) -> Vec<u8> {
     std::fs::read(packaged.store().join("manifests/registry.ollama.ai/clinic/tiny/same")).unwrap()
+}
+
+/// How the token service in front of the registry decides whom to give a token.
+#[derive(Clone)]
+enum TokenPolicy {
+    /// The Ollama hub's way: the request is signed by this ed25519 key.
+    SignedBy(ed25519_dalek::VerifyingKey),
+    /// A Docker-style token service: basic credentials.
+    Password(&'static str, &'static str),
+}
+
+/// A bearer-token gateway in front of the registry: requests without the token get a 401
+/// challenge naming its `/token` realm; `/token` hands out the token by `TokenPolicy`; the
+/// rest go through to the registry. It counts the tokens it granted and refused.
+struct TokenGateway {
+    port: u16,
+    granted: Arc<AtomicUsize>,
+    refused: Arc<AtomicUsize>,
+    stopped: Arc<AtomicBool>,
+}
+
+const GRANTED_TOKEN: &str = "medllm-test-token";
+
+impl TokenGateway {
+    fn start(upstream: u16, policy: TokenPolicy) -> TokenGateway {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let gateway = TokenGateway {
+            port,
+            granted: Arc::new(AtomicUsize::new(0)),
+            refused: Arc::new(AtomicUsize::new(0)),
+            stopped: Arc::new(AtomicBool::new(false)),
+        };
+        let (granted, refused, stopped) =
+            (gateway.granted.clone(), gateway.refused.clone(), gateway.stopped.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let (policy, granted, refused) = (policy.clone(), granted.clone(), refused.clone());
+                std::thread::spawn(move || {
+                    serve_gateway(client, upstream, port, &policy, &granted, &refused)
+                });
+            }
+        });
+        gateway
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TokenGateway {
+    fn drop(&mut self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn serve_gateway(
+    mut client: TcpStream,
+    upstream: u16,
+    port: u16,
+    policy: &TokenPolicy,
+    granted: &AtomicUsize,
+    refused: &AtomicUsize,
+) {
+    let mut server: Option<TcpStream> = None;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let Some(header_end) = pending.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4) else {
+            match client.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&pending[..header_end]).into_owned();
+        let header = |name: &str| {
+            head.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+        };
+        let body_len: usize = header("content-length").map_or(0, |v| v.parse().unwrap());
+        while pending.len() < header_end + body_len {
+            match client.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+            }
+        }
+        let request: Vec<u8> = pending.drain(..header_end + body_len).collect();
+        let target = head.split(' ').nth(1).unwrap_or("").to_string();
+        let authorization = header("authorization").unwrap_or_default();
+        // The client waits for each answer before its next request, so answering here
+        // cannot overtake an answer still coming back from the registry.
+        let local_answer = if target.starts_with("/token") {
+            let url = format!("http://127.0.0.1:{port}{target}");
+            if token_request_is_allowed(policy, &url, &authorization) {
+                granted.fetch_add(1, Ordering::SeqCst);
+                Some(("200 OK", "", format!("{{\"token\":\"{GRANTED_TOKEN}\"}}")))
+            } else {
+                refused.fetch_add(1, Ordering::SeqCst);
+                Some(("401 Unauthorized", "", String::new()))
+            }
+        } else if authorization != format!("Bearer {GRANTED_TOKEN}") {
+            let challenge = format!(
+                "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"medllm-test\",scope=\"repository:clinic/tiny:pull,push\"\r\n"
+            );
+            Some(("401 Unauthorized", "challenge", challenge))
+        } else {
+            None
+        };
+        match local_answer {
+            Some((status, "challenge", challenge)) => {
+                let answer = format!("HTTP/1.1 {status}\r\n{challenge}Content-Length: 0\r\n\r\n");
+                if client.write_all(answer.as_bytes()).is_err() {
+                    return;
+                }
+            }
+            Some((status, _, body)) => {
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if client.write_all(answer.as_bytes()).is_err() {
+                    return;
+                }
+            }
+            None => {
+                if server.is_none() {
+                    let upstream_stream = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                    let (mut from_server, mut to_client) =
+                        (upstream_stream.try_clone().unwrap(), client.try_clone().unwrap());
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from_server, &mut to_client);
+                        let _ = to_client.shutdown(Shutdown::Both);
+                    });
+                    server = Some(upstream_stream);
+                }
+                if server.as_mut().unwrap().write_all(&request).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn token_request_is_allowed(policy: &TokenPolicy, url: &str, authorization: &str) -> bool {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    match policy {
+        TokenPolicy::Password(user, password) => {
+            authorization == format!("Basic {}", b64.encode(format!("{user}:{password}")))
+                && url.contains("service=medllm-test")
+                && url.contains("scope=repository%3Aclinic%2Ftiny%3Apull%2Cpush")
+        }
+        TokenPolicy::SignedBy(expected) => {
+            use ed25519_dalek::Verifier as _;
+            let Some((public_b64, signature_b64)) = authorization.split_once(':') else { return false };
+            let (Ok(public), Ok(signature)) = (b64.decode(public_b64), b64.decode(signature_b64)) else {
+                return false;
+            };
+            // SSH wire format: string "ssh-ed25519", string key.
+            let mut blob = Vec::new();
+            blob.extend_from_slice(&11u32.to_be_bytes());
+            blob.extend_from_slice(b"ssh-ed25519");
+            blob.extend_from_slice(&32u32.to_be_bytes());
+            blob.extend_from_slice(expected.as_bytes());
+            let Ok(signature) = ed25519_dalek::Signature::from_slice(&signature) else { return false };
+            let empty_body = format!("{:x}", Sha256::digest(b""));
+            let signed = format!("GET,{url},{}", b64.encode(empty_body));
+            public == blob
+                && expected.verify(signed.as_bytes(), &signature).is_ok()
+                && url.contains("nonce=")
+                && url.contains("ts=")
+                && url.contains("service=medllm-test")
+        }
+    }
+}
+
+fn ssh_keygen(path: &Path) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen (openssh-client) is installed by scripts/setup.sh");
+    assert!(status.success());
+}
+
+#[test]
+fn ollama_push_signs_the_token_request_with_the_ollama_key_as_the_hub_expects() {
+    let registry = Registry::start(None);
+    let packaged = package_tiny("clinic/tiny:hub");
+    let cache = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (known, stranger) = (keys.path().join("id_ed25519"), keys.path().join("other_ed25519"));
+    ssh_keygen(&known);
+    ssh_keygen(&stranger);
+    let known_key = medllm::ollama::auth::OllamaKey::load(&known).unwrap().verifying_key();
+    let gateway = TokenGateway::start(registry.port, TokenPolicy::SignedBy(known_key));
+    let push = |key: &Path| {
+        let mut cmd =
+            transfer("push", "clinic/tiny:hub", &packaged.store(), &gateway.host(), cache.path(), &[]);
+        cmd.arg("--key").arg(key);
+        cmd
+    };
+
+    let output = push(&stranger).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr_of(&output).contains("refused access"), "{}", stderr_of(&output));
+    assert_eq!(gateway.granted.load(Ordering::SeqCst), 0);
+    assert!(gateway.refused.load(Ordering::SeqCst) >= 1);
+
+    let report = push_report(&push(&known).output().unwrap());
+    assert_eq!(report.uploaded.len(), 8);
+    assert!(gateway.granted.load(Ordering::SeqCst) >= 1);
+    let stored = std::fs::read(registry.blob_data(&packaged.manifest.layers[0].digest)).unwrap();
+    assert_eq!(digest_of(&stored), packaged.manifest.layers[0].digest);
+}
+
+#[test]
+fn ollama_pull_fetches_a_bearer_token_with_basic_credentials() {
+    let registry = Registry::start(None);
+    let packaged = package_tiny("clinic/tiny:token");
+    let cache = tempfile::tempdir().unwrap();
+    push_report(
+        &transfer("push", "clinic/tiny:token", &packaged.store(), &registry.host(), cache.path(), &[])
+            .output()
+            .unwrap(),
+    );
+    let gateway = TokenGateway::start(registry.port, TokenPolicy::Password("clinician", "correct horse"));
+    let pulled = tempfile::tempdir().unwrap();
+    let pull = || transfer("pull", "clinic/tiny:token", pulled.path(), &gateway.host(), cache.path(), &[]);
+    let output = pull().output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "anonymous token requests are refused");
+    assert!(stderr_of(&output).contains("refused access"), "{}", stderr_of(&output));
+    let output = pull()
+        .env("MEDLLM_REGISTRY_USERNAME", "clinician")
+        .env("MEDLLM_REGISTRY_PASSWORD", "correct horse")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_eq!(gateway.granted.load(Ordering::SeqCst), 1, "one token serves the whole pull");
+    assert!(pulled.path().join("manifests/registry.ollama.ai/clinic/tiny/token").exists());
 }
