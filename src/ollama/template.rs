@@ -90,11 +90,15 @@ const LLAMA3: &str = "{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_
 
 ";
 
-// Gemma has no system turn: system text goes in a user turn of its own.
-const GEMMA: &str = "{{- range .Messages }}<start_of_turn>
-{{- if eq .Role \"assistant\" }}model{{ else }}user{{ end }}
-{{ .Content }}<end_of_turn>
-{{ end }}<start_of_turn>model
+// Gemma has no system turn: the system text opens the first user turn, as Gemma's own
+// templates do, and the model speaks as "model".
+const GEMMA: &str = "{{- $first := true }}{{- range .Messages }}
+{{- if ne .Role \"system\" }}<start_of_turn>{{ if eq .Role \"assistant\" }}model{{ else }}user{{ end }}
+{{ if and $first $.System (eq .Role \"user\") }}{{ $.System }}
+
+{{ end }}{{ .Content }}<end_of_turn>
+{{ $first = false }}{{ end }}
+{{- end }}<start_of_turn>model
 ";
 
 // Mistral has no system turn either: the system text opens the last user instruction.
@@ -172,8 +176,6 @@ mod tests {
         let (llama3, stops) = derive_template(Some(JINJA[1].0)).unwrap();
         assert!(llama3.ends_with("<|start_header_id|>assistant<|end_header_id|>\n\n"));
         assert_eq!(stops, ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]);
-        let (gemma, _) = derive_template(Some(JINJA[2].0)).unwrap();
-        assert!(gemma.contains("model{{ else }}user"), "assistant speaks as model");
     }
 
     #[test]
@@ -184,5 +186,89 @@ mod tests {
             assert!(err.contains("ChatML, Llama 3, Gemma, Mistral, Phi"), "{err}");
             assert!(err.contains("--template"), "{err}");
         }
+    }
+
+    /// Renders a template with Go's text/template, the engine Ollama runs templates with,
+    /// over data shaped as Ollama hands it: the system text and the messages.
+    fn render_with_go(template: &str, system: &str, messages: &[(&str, &str)]) -> String {
+        const PROGRAM: &str = r#"package main
+
+import (
+	"encoding/json"
+	"os"
+	"text/template"
+)
+
+func main() {
+	var input struct {
+		Template string
+		Data     map[string]any
+	}
+	if err := json.NewDecoder(os.Stdin).Decode(&input); err != nil {
+		panic(err)
+	}
+	t := template.Must(template.New("ollama").Parse(input.Template))
+	if err := t.Execute(os.Stdout, input.Data); err != nil {
+		panic(err)
+	}
+}
+"#;
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("render.go"), PROGRAM).unwrap();
+        let messages: Vec<serde_json::Value> = messages
+            .iter()
+            .map(|(role, content)| serde_json::json!({"Role": role, "Content": content}))
+            .collect();
+        let input =
+            serde_json::json!({"Template": template, "Data": {"System": system, "Messages": messages}});
+        let mut child = std::process::Command::new("go")
+            .args(["run", "render.go"])
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("go (golang-go) is installed by scripts/setup.sh");
+        child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// What each family's own chat format writes for: system S, user U1, assistant A1, user U2,
+    /// then the opening of the assistant's turn (the tokenizer adds BOS itself).
+    #[test]
+    fn each_template_renders_in_go_as_the_family_writes_a_conversation() {
+        let conversation = [("system", "S"), ("user", "U1"), ("assistant", "A1"), ("user", "U2")];
+        let expected = [
+            (
+                ChatFamily::ChatMl,
+                "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU1<|im_end|>\n<|im_start|>assistant\nA1<|im_end|>\n<|im_start|>user\nU2<|im_end|>\n<|im_start|>assistant\n",
+            ),
+            (
+                ChatFamily::Llama3,
+                "<|start_header_id|>system<|end_header_id|>\n\nS<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nU1<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nA1<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nU2<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+            ),
+            (
+                ChatFamily::Gemma,
+                "<start_of_turn>user\nS\n\nU1<end_of_turn>\n<start_of_turn>model\nA1<end_of_turn>\n<start_of_turn>user\nU2<end_of_turn>\n<start_of_turn>model\n",
+            ),
+            (ChatFamily::Mistral, "[INST] U1 [/INST] A1</s>[INST] S\n\nU2 [/INST]"),
+            (
+                ChatFamily::Phi,
+                "<|system|>\nS<|end|>\n<|user|>\nU1<|end|>\n<|assistant|>\nA1<|end|>\n<|user|>\nU2<|end|>\n<|assistant|>\n",
+            ),
+        ];
+        for (family, text) in expected {
+            assert_eq!(render_with_go(family.go_template(), "S", &conversation), text, "{family:?}");
+        }
+        // Without a system prompt nothing of it appears.
+        let plain = [("user", "U1")];
+        assert_eq!(
+            render_with_go(ChatFamily::Gemma.go_template(), "", &plain),
+            "<start_of_turn>user\nU1<end_of_turn>\n<start_of_turn>model\n"
+        );
+        assert_eq!(render_with_go(ChatFamily::Mistral.go_template(), "", &plain), "[INST] U1 [/INST]");
     }
 }
