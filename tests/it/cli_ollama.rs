@@ -95,6 +95,7 @@ fn free_port() -> u16 {
 /// and can then refuse every connection until told to let traffic through again.
 struct CuttingProxy {
     port: u16,
+    cut_mid_body: Arc<AtomicBool>,
     cut_at_patch: Arc<AtomicUsize>,
     refuse_after_cut: Arc<AtomicBool>,
     refusing: Arc<AtomicBool>,
@@ -106,13 +107,15 @@ impl CuttingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let proxy = CuttingProxy {
             port: listener.local_addr().unwrap().port(),
+            cut_mid_body: Arc::new(AtomicBool::new(false)),
             cut_at_patch: Arc::new(AtomicUsize::new(cut_at_patch)),
             refuse_after_cut: Arc::new(AtomicBool::new(refuse_after_cut)),
             refusing: Arc::new(AtomicBool::new(false)),
             stopped: Arc::new(AtomicBool::new(false)),
         };
         let patches_seen = Arc::new(AtomicUsize::new(0));
-        let (cut_at, refuse_after, refusing, stopped) = (
+        let (cut_mid_body, cut_at, refuse_after, refusing, stopped) = (
+            proxy.cut_mid_body.clone(),
             proxy.cut_at_patch.clone(),
             proxy.refuse_after_cut.clone(),
             proxy.refusing.clone(),
@@ -129,11 +132,14 @@ impl CuttingProxy {
                     continue;
                 }
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { continue };
-                let (cut_at, refuse_after, refusing, patches_seen) =
-                    (cut_at.clone(), refuse_after.clone(), refusing.clone(), patches_seen.clone());
-                std::thread::spawn(move || {
-                    forward_requests(client, server, &cut_at, &refuse_after, &refusing, &patches_seen)
-                });
+                let cut = Cut {
+                    at_patch: cut_at.clone(),
+                    mid_body: cut_mid_body.clone(),
+                    refuse_after: refuse_after.clone(),
+                    refusing: refusing.clone(),
+                    patches_seen: patches_seen.clone(),
+                };
+                std::thread::spawn(move || forward_requests(client, server, &cut));
             }
         });
         proxy
@@ -145,6 +151,7 @@ impl CuttingProxy {
 
     /// Lets every request through from now on.
     fn pass(&self) {
+        self.cut_mid_body.store(false, Ordering::SeqCst);
         self.cut_at_patch.store(0, Ordering::SeqCst);
         self.refuse_after_cut.store(false, Ordering::SeqCst);
         self.refusing.store(false, Ordering::SeqCst);
@@ -158,16 +165,21 @@ impl Drop for CuttingProxy {
     }
 }
 
+/// Where a proxy connection cuts the push off.
+struct Cut {
+    /// The PATCH (counted from 1 over all connections) to cut; 0: none.
+    at_patch: Arc<AtomicUsize>,
+    /// Whether half of that PATCH's body reaches the registry first.
+    mid_body: Arc<AtomicBool>,
+    /// Whether to refuse connections after the cut.
+    refuse_after: Arc<AtomicBool>,
+    refusing: Arc<AtomicBool>,
+    patches_seen: Arc<AtomicUsize>,
+}
+
 /// Copies requests from client to server one at a time (by their Content-Length), answers
 /// back as they come, and cuts the connection at the chosen PATCH.
-fn forward_requests(
-    mut client: TcpStream,
-    mut server: TcpStream,
-    cut_at: &AtomicUsize,
-    refuse_after: &AtomicBool,
-    refusing: &AtomicBool,
-    patches_seen: &AtomicUsize,
-) {
+fn forward_requests(mut client: TcpStream, mut server: TcpStream, cut: &Cut) {
     let (mut server_reader, mut client_writer) = (server.try_clone().unwrap(), client.try_clone().unwrap());
     std::thread::spawn(move || {
         let _ = std::io::copy(&mut server_reader, &mut client_writer);
@@ -184,15 +196,6 @@ fn forward_requests(
             continue;
         };
         let head = String::from_utf8_lossy(&pending[..header_end]).to_ascii_lowercase();
-        if head.starts_with("patch ") {
-            let n = patches_seen.fetch_add(1, Ordering::SeqCst) + 1;
-            if n == cut_at.load(Ordering::SeqCst) {
-                if refuse_after.load(Ordering::SeqCst) {
-                    refusing.store(true, Ordering::SeqCst);
-                }
-                break;
-            }
-        }
         let body_len: usize = head
             .lines()
             .find_map(|l| l.strip_prefix("content-length:"))
@@ -201,6 +204,19 @@ fn forward_requests(
             match client.read(&mut buf) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => pending.extend_from_slice(&buf[..n]),
+            }
+        }
+        if head.starts_with("patch ") {
+            let n = cut.patches_seen.fetch_add(1, Ordering::SeqCst) + 1;
+            if n == cut.at_patch.load(Ordering::SeqCst) {
+                if cut.refuse_after.load(Ordering::SeqCst) {
+                    cut.refusing.store(true, Ordering::SeqCst);
+                }
+                if cut.mid_body.load(Ordering::SeqCst) {
+                    let _ = server.write_all(&pending[..header_end + body_len / 2]);
+                    let _ = server.flush();
+                }
+                break;
             }
         }
         if server.write_all(&pending[..header_end + body_len]).is_err() {
@@ -843,4 +859,33 @@ fn ollama_pull_fetches_a_bearer_token_with_basic_credentials() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
     assert_eq!(gateway.granted.load(Ordering::SeqCst), 1, "one token serves the whole pull");
     assert!(pulled.path().join("manifests/registry.ollama.ai/clinic/tiny/token").exists());
+}
+
+/// Docker Distribution keeps the half of a chunk that reached it and then refuses to resume
+/// the upload at the place it last acknowledged; the push notices, starts that blob over and
+/// still finishes with the right bytes.
+#[test]
+fn ollama_push_cut_off_in_the_middle_of_a_chunk_starts_the_blob_over_and_finishes() {
+    let registry = Registry::start(None);
+    let packaged = package_tiny("clinic/tiny:midchunk");
+    let cache = tempfile::tempdir().unwrap();
+    let proxy = CuttingProxy::start(registry.port, 4, false);
+    proxy.cut_mid_body.store(true, Ordering::SeqCst);
+    let output = transfer(
+        "push",
+        "clinic/tiny:midchunk",
+        &packaged.store(),
+        &proxy.host(),
+        cache.path(),
+        &["--chunk-size", "64K", "--retries", "3"],
+    )
+    .output()
+    .unwrap();
+    let report = push_report(&output);
+    assert_eq!(report.uploaded.len(), 8);
+    let model = &packaged.manifest.layers[0];
+    let all: u64 = packaged.manifest.blobs().map(|b| b.size).sum();
+    assert!(report.bytes_sent > all, "part of the model went twice: {report:?}");
+    let stored = std::fs::read(registry.blob_data(&model.digest)).unwrap();
+    assert_eq!(digest_of(&stored), model.digest);
 }
