@@ -343,7 +343,6 @@ fn push(args: PushArgs, global: &GlobalOptions) -> Result<()> {
     let mut bars = TransferBars::new(global);
     let report = crate::ollama::push(&store, &local, &remote, &registry, &mut |e| bars.on(e))
         .with_context(|| format!("cannot push {local} to {}", remote.host))?;
-    bars.clear();
     let mut out = std::io::stdout().lock();
     if options.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
@@ -369,7 +368,6 @@ fn pull(args: PullArgs, global: &GlobalOptions) -> Result<()> {
     let mut bars = TransferBars::new(global);
     let report = crate::ollama::pull(&store, &remote, &local, &registry, &mut |e| bars.on(e))
         .with_context(|| format!("cannot pull {local} from {}", remote.host))?;
-    bars.clear();
     let mut out = std::io::stdout().lock();
     if options.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
@@ -462,12 +460,6 @@ impl TransferBars {
                     bar.finish();
                 }
             }
-        }
-    }
-
-    fn clear(&mut self) {
-        if let Some(multi) = &self.multi {
-            let _ = multi.clear();
         }
     }
 }
