@@ -287,10 +287,16 @@ impl<'a> RegistryClient<'a> {
             {
                 builder = builder.header("Authorization", authorization);
             }
-            let request = builder.body(body).map_err(|e| {
+            let bad_request = |e: http::Error| {
                 AttemptError::Fatal(OllamaError::Transfer { what: url.into(), reason: e.to_string() })
-            })?;
-            let response: Response<ureq::Body> = match self.agent.run(request) {
+            };
+            // GET and HEAD go without a body at all, not with an empty one.
+            let sent = if body.is_empty() && (method == "GET" || method == "HEAD") {
+                self.agent.run(builder.body(()).map_err(bad_request)?)
+            } else {
+                self.agent.run(builder.body(body).map_err(bad_request)?)
+            };
+            let response: Response<ureq::Body> = match sent {
                 Ok(response) => response,
                 Err(e) => return Err(AttemptError::Transient(e.to_string())),
             };
