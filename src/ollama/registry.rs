@@ -380,6 +380,22 @@ impl<'a> RegistryClient<'a> {
                 self.authorization = Some(header);
             }
             Challenge::Bearer { realm, service, scope } => {
+                // What to tell the user if the token service says no.
+                let advice = if credentials.basic.is_some() {
+                    format!("check {} and {}", auth::USERNAME_ENV, auth::PASSWORD_ENV)
+                } else if let Some(key_path) = &credentials.ollama_key {
+                    format!(
+                        "the request was signed with {}; is its public half, {}.pub, among your account's keys?",
+                        key_path.display(),
+                        key_path.display()
+                    )
+                } else {
+                    format!(
+                        "no credentials were given: set {} and {}, or for the Ollama hub add ~/.ollama/id_ed25519.pub to your account's keys",
+                        auth::USERNAME_ENV,
+                        auth::PASSWORD_ENV
+                    )
+                };
                 let (url, authorization) = if let Some(basic) = credentials.basic_header() {
                     (auth::token_request_url(&realm, &service, &scope), Some(basic))
                 } else if let Some(key_path) = &credentials.ollama_key {
@@ -410,9 +426,10 @@ impl<'a> RegistryClient<'a> {
                 let mut body = response.into_body();
                 let text = body.with_config().limit(1 << 20).read_to_string().unwrap_or_default();
                 if status != 200 {
+                    let text = text.trim();
+                    let answer = if text.is_empty() { String::new() } else { format!(" ({text})") };
                     return Err(refused(format!(
-                        "the token service at {realm} answered HTTP {status}: {}",
-                        text.trim()
+                        "the token service at {realm} answered HTTP {status}{answer}; {advice}"
                     )));
                 }
                 #[derive(Deserialize)]

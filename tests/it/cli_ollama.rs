@@ -824,7 +824,9 @@ fn ollama_push_signs_the_token_request_with_the_ollama_key_as_the_hub_expects() 
 
     let output = push(&stranger).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr_of(&output).contains("refused access"), "{}", stderr_of(&output));
+    let stderr = stderr_of(&output);
+    assert!(stderr.contains("refused access"), "{stderr}");
+    assert!(stderr.contains(&format!("{}.pub", stranger.display())), "names the key to register: {stderr}");
     assert_eq!(gateway.granted.load(Ordering::SeqCst), 0);
     assert!(gateway.refused.load(Ordering::SeqCst) >= 1);
 
@@ -850,7 +852,8 @@ fn ollama_pull_fetches_a_bearer_token_with_basic_credentials() {
     let pull = || transfer("pull", "clinic/tiny:token", pulled.path(), &gateway.host(), cache.path(), &[]);
     let output = pull().output().unwrap();
     assert_eq!(output.status.code(), Some(2), "anonymous token requests are refused");
-    assert!(stderr_of(&output).contains("refused access"), "{}", stderr_of(&output));
+    let stderr = stderr_of(&output);
+    assert!(stderr.contains("refused access") && stderr.contains("no credentials were given"), "{stderr}");
     let output = pull()
         .env("MEDLLM_REGISTRY_USERNAME", "clinician")
         .env("MEDLLM_REGISTRY_PASSWORD", "correct horse")
