@@ -437,6 +437,9 @@ impl TransferBars {
     fn on(&mut self, event: TransferEvent) {
         let Some(multi) = &self.multi else { return };
         match event {
+            TransferEvent::Start { digest, done, .. } if self.bars.contains_key(&digest) => {
+                self.bars[&digest].set_position(done);
+            }
             TransferEvent::Start { digest, size, done } => {
                 let style = indicatif::ProgressStyle::with_template(
                     "{msg:16} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",

@@ -42,7 +42,7 @@ pub struct RegistryOptions {
 /// One thing that happened during a transfer, for progress displays.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransferEvent {
-    /// A blob starts; `done` bytes of it are already there.
+    /// A blob starts, or starts again after a failure; `done` bytes of it are already there.
     Start {
         /// The blob.
         digest: String,
@@ -502,14 +502,21 @@ impl<'a> RegistryClient<'a> {
     ) -> Result<(), OllamaError> {
         let mut file =
             File::open(path).map_err(|source| OllamaError::Io { path: path.to_path_buf(), source })?;
-        let mut started = false;
+        let mut attempts = 0;
         let what = format!("uploading blob {}", blob.digest);
         self.with_retries(&what, |client| {
-            let (mut location, mut offset) = client.upload_start(blob, report)?;
-            if !started {
-                progress(TransferEvent::Start { digest: blob.digest.clone(), size: blob.size, done: offset });
-                started = true;
+            attempts += 1;
+            // A connection that broke after the registry took the last request may have
+            // finished the blob: then there is nothing left to send.
+            if attempts > 1 {
+                let url = client.url(&format!("blobs/{}", blob.digest));
+                if client.request_once("HEAD", &url, &[], b"")?.status == 200 {
+                    client.forget_state(&blob.digest);
+                    return Ok(());
+                }
             }
+            let (mut location, mut offset) = client.upload_start(blob, report)?;
+            progress(TransferEvent::Start { digest: blob.digest.clone(), size: blob.size, done: offset });
             let chunk_size = client.options.chunk_size.max(1);
             let mut chunk = Vec::new();
             while offset < blob.size {
