@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building medllm needs and is not already here: cmake (builds llama.cpp),
-# libclang (bindgen), a C++ compiler and git (applies our llama.cpp patches).
+# libclang (bindgen), a C++ compiler and git (applies our llama.cpp patches); and what its
+# tests need: docker-registry (the `ollama push`/`pull` tests start one on loopback),
+# ssh-keygen (the Ollama key tests read a key it writes) and go (the Ollama template tests
+# render templates with Go's text/template, as Ollama does).
 # Debian/Ubuntu: uses apt-get (as root, or through sudo). Does nothing when all is present.
 set -euo pipefail
 
@@ -8,6 +11,9 @@ missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v git >/dev/null 2>&1 || missing+=(git)
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+command -v go >/dev/null 2>&1 || missing+=(golang-go)
 if ! ldconfig -p 2>/dev/null | grep -qE 'libclang(-[0-9.]+)?\.so'; then
   missing+=(libclang-dev)
 fi

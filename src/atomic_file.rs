@@ -41,6 +41,13 @@ impl AtomicWriter {
         })
     }
 
+    /// Commits under another name in the same folder: for files named by their content,
+    /// whose name is known only once written (store blobs named by their digest).
+    pub fn commit_as(mut self, path: &Path) -> io::Result<()> {
+        self.path = path.to_path_buf();
+        self.commit()
+    }
+
     /// Flushes, syncs and renames the file into place.
     pub fn commit(mut self) -> io::Result<()> {
         self.writer.flush()?;

@@ -11,6 +11,7 @@ pub mod extract;
 pub mod generate;
 pub mod gguf;
 pub mod llama;
+pub mod ollama;
 
 #[cfg(test)]
 mod test_support;

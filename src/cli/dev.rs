@@ -91,8 +91,21 @@ pub(crate) fn run(args: DevArgs, global: &GlobalOptions) -> Result<Outcome> {
 }
 
 /// Subcommands with a page under docs/ whose `--help` block must match the binary.
-pub const DOCUMENTED_COMMANDS: &[&str] =
-    &["info", "generate", "extract", "eval extract", "synth", "deid", "prepare", "eval deid"];
+pub const DOCUMENTED_COMMANDS: &[&str] = &[
+    "info",
+    "generate",
+    "extract",
+    "eval extract",
+    "synth",
+    "deid",
+    "prepare",
+    "eval deid",
+    "ollama package",
+    "ollama install",
+    "ollama create",
+    "ollama push",
+    "ollama pull",
+];
 /// Marks the start of the generated block in a docs page.
 pub const HELP_START: &str = "<!-- help:start -->";
 /// Marks its end.

@@ -7,6 +7,7 @@ mod eval;
 mod extract;
 mod generate;
 mod info;
+mod ollama;
 mod options;
 mod prepare;
 mod synth;
@@ -61,6 +62,8 @@ enum Command {
     Synth(synth::SynthArgs),
     /// Evaluate: score predictions against gold labels.
     Eval(eval::EvalArgs),
+    /// Package a GGUF as an Ollama model, install it, and push or pull it over a registry.
+    Ollama(ollama::OllamaArgs),
     /// Developer tools (tiny test models).
     #[command(hide = true)]
     Dev(dev::DevArgs),
@@ -78,6 +81,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Prepare(args) => prepare::run(args, &global),
         Command::Synth(args) => synth::run(args, &global),
         Command::Eval(args) => eval::run(args, &global),
+        Command::Ollama(args) => ollama::run(args, &global),
         Command::Dev(args) => dev::run(args, &global),
     };
     match result {

@@ -5,6 +5,7 @@ mod cli_data;
 mod cli_extract;
 mod cli_generate;
 mod cli_info;
+mod cli_ollama;
 mod docs;
 mod real_model;
 mod repository;

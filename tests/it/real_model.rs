@@ -76,3 +76,25 @@ fn smollm2_extracts_age_and_sex_from_short_notes() {
         assert_eq!(data["sex"], sex, "{data}");
     }
 }
+
+#[test]
+#[ignore = "needs the real model (scripts/fetch-model.sh); run by scripts/test.sh"]
+fn smollm2_packages_as_a_135m_q4_1_chatml_ollama_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = medllm()
+        .args(["ollama", "package"])
+        .arg(real_model())
+        .args(["--name", "medllm/smollm2:135m-q4_1", "--json", "-o"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let config: medllm::ollama::ModelConfig = serde_json::from_value(report["config"].clone()).unwrap();
+    assert_eq!(config.model_family, "llama");
+    assert_eq!(config.model_type, "135M");
+    assert_eq!(config.file_type, "Q4_1");
+    let modelfile = std::fs::read_to_string(dir.path().join("Modelfile")).unwrap();
+    assert!(modelfile.contains("<|im_start|>assistant"), "ChatML template derived:\n{modelfile}");
+    assert!(modelfile.contains("PARAMETER stop <|im_end|>"), "{modelfile}");
+}

@@ -1,0 +1,295 @@
+//! Building a model into a store: the GGUF, adapters, template, system prompt, parameters,
+//! licence and messages each become a blob; the config blob and manifest tie them together.
+
+use std::path::{Path, PathBuf};
+
+use super::OllamaError;
+use super::manifest::{self, Layer, Manifest, ModelConfig, RootFs};
+use super::modelfile::{Message, Modelfile};
+use super::name::ModelName;
+use super::params::Parameters;
+use super::store::{Store, digest_hex, digest_of};
+use super::template::derive_template;
+use crate::gguf::{GgufFile, ModelSummary};
+
+/// Where the prompt template comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateChoice {
+    /// Derived from the GGUF's chat template, with the family's stop strings.
+    Auto,
+    /// Given verbatim (a Go template).
+    Given(String),
+}
+
+/// Everything a model is built from.
+#[derive(Debug, Clone)]
+pub struct ModelRecipe {
+    /// The GGUF weights.
+    pub model: PathBuf,
+    /// LoRA adapters (GGUF) for the same architecture.
+    pub adapters: Vec<PathBuf>,
+    /// The prompt template.
+    pub template: TemplateChoice,
+    /// The default system prompt.
+    pub system: Option<String>,
+    /// Run parameters; stop strings of a derived template are added when none are given.
+    pub parameters: Parameters,
+    /// Licence texts.
+    pub licenses: Vec<String>,
+    /// A conversation to start from.
+    pub messages: Vec<Message>,
+}
+
+impl ModelRecipe {
+    /// A recipe from a parsed Modelfile whose paths are relative to `base_dir`.
+    pub fn from_modelfile(modelfile: &Modelfile, base_dir: &Path) -> Result<ModelRecipe, OllamaError> {
+        let resolve = |p: &str| {
+            let path = Path::new(p);
+            if path.is_absolute() { path.to_path_buf() } else { base_dir.join(path) }
+        };
+        let mut parameters = Parameters::default();
+        for (name, value) in &modelfile.parameters {
+            parameters.set(name, value)?;
+        }
+        Ok(ModelRecipe {
+            model: resolve(&modelfile.from),
+            adapters: modelfile.adapters.iter().map(|a| resolve(a)).collect(),
+            template: modelfile.template.clone().map_or(TemplateChoice::Auto, TemplateChoice::Given),
+            system: modelfile.system.clone(),
+            parameters,
+            licenses: modelfile.licenses.clone(),
+            messages: modelfile.messages.clone(),
+        })
+    }
+}
+
+/// A model written into a store.
+#[derive(Debug, Clone)]
+pub struct BuiltModel {
+    /// Its name.
+    pub name: ModelName,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// `sha256:` of the manifest bytes.
+    pub manifest_digest: String,
+    /// A Modelfile that rebuilds it from the store's blobs (paths relative to the store).
+    pub modelfile: Modelfile,
+    /// The config blob.
+    pub config: ModelConfig,
+}
+
+/// Builds `recipe` into `store` under `name`. Every input is checked before anything is
+/// written; the manifest is written last, so a failure leaves no model behind.
+pub fn build_model(store: &Store, name: &ModelName, recipe: &ModelRecipe) -> Result<BuiltModel, OllamaError> {
+    let model = open_gguf(&recipe.model, "model")?;
+    if model.get_str("general.type") == Some("adapter") {
+        return Err(OllamaError::NotAModel { path: recipe.model.clone() });
+    }
+    let architecture = model
+        .architecture()
+        .ok_or_else(|| OllamaError::NoArchitecture { path: recipe.model.clone() })?
+        .to_string();
+    let mut families = vec![architecture.clone()];
+    for adapter_path in &recipe.adapters {
+        let adapter = open_gguf(adapter_path, "adapter")?;
+        if let Some(kind) = adapter.get_str("general.type")
+            && kind != "adapter"
+        {
+            return Err(OllamaError::NotAnAdapter { path: adapter_path.clone(), kind: kind.to_string() });
+        }
+        let adapter_arch = adapter.architecture().unwrap_or("none");
+        if adapter_arch != architecture {
+            return Err(OllamaError::AdapterMismatch {
+                adapter: adapter_path.clone(),
+                adapter_arch: adapter_arch.to_string(),
+                model_arch: architecture.clone(),
+            });
+        }
+        if !families.iter().any(|f| f == adapter_arch) {
+            families.push(adapter_arch.to_string());
+        }
+    }
+    let mut parameters = recipe.parameters.clone();
+    let template = match &recipe.template {
+        TemplateChoice::Given(text) => text.clone(),
+        TemplateChoice::Auto => {
+            let (template, stops) = derive_template(model.get_str("tokenizer.chat_template"))?;
+            parameters.default_stops(stops);
+            template
+        }
+    };
+    let summary = ModelSummary::of(&model);
+
+    let mut layers = Vec::new();
+    let (model_digest, model_size) = store.put_blob_file(&recipe.model)?;
+    layers.push(Layer {
+        media_type: manifest::MODEL_MEDIA_TYPE.into(),
+        digest: model_digest,
+        size: model_size,
+    });
+    for adapter in &recipe.adapters {
+        let (digest, size) = store.put_blob_file(adapter)?;
+        layers.push(Layer { media_type: manifest::ADAPTER_MEDIA_TYPE.into(), digest, size });
+    }
+    let mut text_layer = |media_type: &str, bytes: &[u8]| -> Result<(), OllamaError> {
+        let digest = store.put_blob_bytes(bytes)?;
+        layers.push(Layer { media_type: media_type.into(), digest, size: bytes.len() as u64 });
+        Ok(())
+    };
+    text_layer(manifest::TEMPLATE_MEDIA_TYPE, template.as_bytes())?;
+    if let Some(system) = &recipe.system {
+        text_layer(manifest::SYSTEM_MEDIA_TYPE, system.as_bytes())?;
+    }
+    if !parameters.is_empty() {
+        text_layer(manifest::PARAMS_MEDIA_TYPE, &parameters.to_json())?;
+    }
+    for license in &recipe.licenses {
+        text_layer(manifest::LICENSE_MEDIA_TYPE, license.as_bytes())?;
+    }
+    if !recipe.messages.is_empty() {
+        let json = serde_json::to_vec(&recipe.messages).expect("messages always serialise");
+        text_layer(manifest::MESSAGES_MEDIA_TYPE, &json)?;
+    }
+
+    let config = ModelConfig {
+        model_format: "gguf".into(),
+        model_family: architecture,
+        model_families: families,
+        model_type: manifest::parameter_size(summary.parameters),
+        file_type: summary.file_type.clone().unwrap_or_else(|| "unknown".into()),
+        architecture: manifest::go_architecture().into(),
+        os: std::env::consts::OS.into(),
+        rootfs: RootFs { kind: "layers".into(), diff_ids: layers.iter().map(|l| l.digest.clone()).collect() },
+    };
+    let config_bytes = config.to_json();
+    let config_digest = store.put_blob_bytes(&config_bytes)?;
+    let manifest = Manifest::new(
+        Layer {
+            media_type: manifest::CONFIG_MEDIA_TYPE.into(),
+            digest: config_digest,
+            size: config_bytes.len() as u64,
+        },
+        layers,
+    );
+    let manifest_bytes = manifest.to_json();
+    store.put_manifest(name, &manifest_bytes)?;
+
+    let blob_ref =
+        |layer: &Layer| format!("./blobs/sha256-{}", digest_hex(&layer.digest).unwrap_or_default());
+    let modelfile = Modelfile {
+        from: blob_ref(&manifest.layers[0]),
+        adapters: manifest
+            .layers
+            .iter()
+            .filter(|l| l.media_type == manifest::ADAPTER_MEDIA_TYPE)
+            .map(blob_ref)
+            .collect(),
+        template: Some(template),
+        system: recipe.system.clone(),
+        parameters: parameters.modelfile_lines(),
+        licenses: recipe.licenses.clone(),
+        messages: recipe.messages.clone(),
+    };
+    Ok(BuiltModel {
+        name: name.clone(),
+        manifest_digest: digest_of(&manifest_bytes),
+        manifest,
+        modelfile,
+        config,
+    })
+}
+
+fn open_gguf(path: &Path, what: &str) -> Result<GgufFile, OllamaError> {
+    if !path.exists() && what == "model" && path.extension().is_none() {
+        return Err(OllamaError::MissingFile {
+            what: "model".into(),
+            path: path.to_path_buf(),
+            hint: "; FROM must name a GGUF file (building on a model already in a store is not supported)"
+                .into(),
+        });
+    }
+    if !path.exists() {
+        return Err(OllamaError::MissingFile {
+            what: what.to_string(),
+            path: path.to_path_buf(),
+            hint: String::new(),
+        });
+    }
+    GgufFile::open(path).map_err(|source| OllamaError::Gguf { source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::tiny_model_path;
+
+    fn recipe() -> ModelRecipe {
+        ModelRecipe {
+            model: tiny_model_path().to_path_buf(),
+            adapters: vec![],
+            template: TemplateChoice::Auto,
+            system: Some("You summarise discharge letters.".into()),
+            parameters: Parameters::default(),
+            licenses: vec!["Apache-2.0".into()],
+            messages: vec![Message::new("user", "hello").unwrap()],
+        }
+    }
+
+    #[test]
+    fn the_tiny_model_builds_into_a_store_with_every_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path());
+        let name = ModelName::parse("clinic/tiny:test").unwrap();
+        let built = build_model(&store, &name, &recipe()).unwrap();
+        let media: Vec<&str> = built.manifest.layers.iter().map(|l| l.media_type.as_str()).collect();
+        assert_eq!(
+            media,
+            [
+                manifest::MODEL_MEDIA_TYPE,
+                manifest::TEMPLATE_MEDIA_TYPE,
+                manifest::SYSTEM_MEDIA_TYPE,
+                manifest::PARAMS_MEDIA_TYPE,
+                manifest::LICENSE_MEDIA_TYPE,
+                manifest::MESSAGES_MEDIA_TYPE
+            ]
+        );
+        let model_layer = &built.manifest.layers[0];
+        assert_eq!(model_layer.size, std::fs::metadata(tiny_model_path()).unwrap().len());
+        let params = std::fs::read(store.blob_path(&built.manifest.layers[3].digest).unwrap()).unwrap();
+        assert_eq!(params, br#"{"stop":["<|im_start|>","<|im_end|>"]}"#, "ChatML stops from the GGUF");
+        assert_eq!(built.config.model_family, "llama");
+        assert_eq!(built.config.file_type, "F32");
+        let (stored, bytes) = store.manifest(&name).unwrap();
+        assert_eq!(stored, built.manifest);
+        assert_eq!(digest_of(&bytes), built.manifest_digest);
+        for blob in built.manifest.blobs() {
+            let bytes = std::fs::read(store.blob_path(&blob.digest).unwrap()).unwrap();
+            assert_eq!(digest_of(&bytes), blob.digest);
+        }
+        assert_eq!(built.config.rootfs.diff_ids.len(), 6);
+        // The Modelfile it writes builds the same model again from the store's own files.
+        let again =
+            ModelRecipe::from_modelfile(&Modelfile::parse(&built.modelfile.print()).unwrap(), dir.path())
+                .unwrap();
+        let rebuilt = build_model(&store, &name, &again).unwrap();
+        assert_eq!(rebuilt.manifest_digest, built.manifest_digest);
+    }
+
+    #[test]
+    fn an_adapter_of_another_architecture_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let adapter = dir.path().join("qwen-adapter.gguf");
+        let spec = crate::gguf::TinyModelSpec { architecture: "qwen2".into(), ..Default::default() };
+        crate::gguf::write_tiny_model(&adapter, &spec).unwrap();
+        let store = Store::at(dir.path().join("store"));
+        let err = build_model(
+            &store,
+            &ModelName::parse("clinic/tiny").unwrap(),
+            &ModelRecipe { adapters: vec![adapter], ..recipe() },
+        )
+        .unwrap_err();
+        assert!(matches!(err, OllamaError::AdapterMismatch { .. }), "{err}");
+        assert!(err.to_string().contains("qwen2") && err.to_string().contains("llama"), "{err}");
+        assert!(!dir.path().join("store").exists(), "nothing written");
+    }
+}
