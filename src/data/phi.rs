@@ -154,13 +154,12 @@ pub fn to_char_spans(text: &str, spans: &[PhiSpan]) -> Vec<CharSpan> {
     boundaries.sort_unstable();
     boundaries.dedup();
     let mut char_of = std::collections::HashMap::with_capacity(boundaries.len());
-    let mut chars = 0;
     let mut next = boundaries.iter().peekable();
-    for (byte, _) in text.char_indices().chain(std::iter::once((text.len(), ' '))) {
+    let byte_starts = text.char_indices().map(|(b, _)| b).chain(std::iter::once(text.len()));
+    for (chars, byte) in byte_starts.enumerate() {
         while next.peek().is_some_and(|b| **b <= byte) {
             char_of.insert(*next.next().unwrap_or(&0), chars);
         }
-        chars += 1;
     }
     spans
         .iter()

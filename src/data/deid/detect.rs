@@ -269,13 +269,12 @@ impl PhiDetector {
         // Names from context: titles, cues, credentials, "Surname, Given".
         for regex in &self.name_patterns {
             for captures in regex.captures_iter(text) {
-                if let Some(m) = captures.get(1) {
-                    if let Some((start, end)) = self.trim_name(text, m.start(), m.end()) {
-                        // "his sister Mary Joseph nodule" is an eponym after a cue.
-                        if !is_guarded(start, end) {
-                            spans.push(PhiSpan { start, end, category: PhiCategory::Name });
-                        }
-                    }
+                // "his sister Mary Joseph nodule" is an eponym after a cue.
+                if let Some(m) = captures.get(1)
+                    && let Some((start, end)) = self.trim_name(text, m.start(), m.end())
+                    && !is_guarded(start, end)
+                {
+                    spans.push(PhiSpan { start, end, category: PhiCategory::Name });
                 }
             }
         }
@@ -500,12 +499,12 @@ fn extend_over_particles(text: &str, start: usize, is_name_word: impl Fn(&str) -
     loop {
         let before = &text[..at];
         let Some(rest) = before.strip_suffix(' ') else { break };
-        if let Some(saint) = rest.strip_suffix("St.") {
-            if saint.is_empty() || saint.ends_with(|c: char| !c.is_alphanumeric()) {
-                at = saint.len();
-                moved = true;
-                continue;
-            }
+        if let Some(saint) = rest.strip_suffix("St.")
+            && (saint.is_empty() || saint.ends_with(|c: char| !c.is_alphanumeric()))
+        {
+            at = saint.len();
+            moved = true;
+            continue;
         }
         let word_start = rest
             .rfind(|c: char| !c.is_alphabetic())
@@ -620,15 +619,15 @@ pub(crate) fn merge(mut spans: Vec<PhiSpan>) -> Vec<PhiSpan> {
     spans.sort_by_key(|s| (s.start, std::cmp::Reverse(s.end)));
     let mut merged: Vec<(PhiSpan, usize)> = Vec::with_capacity(spans.len());
     for span in spans {
-        if let Some((last, longest)) = merged.last_mut() {
-            if span.start < last.end {
-                if span.end - span.start > *longest {
-                    *longest = span.end - span.start;
-                    last.category = span.category;
-                }
-                last.end = last.end.max(span.end);
-                continue;
+        if let Some((last, longest)) = merged.last_mut()
+            && span.start < last.end
+        {
+            if span.end - span.start > *longest {
+                *longest = span.end - span.start;
+                last.category = span.category;
             }
+            last.end = last.end.max(span.end);
+            continue;
         }
         merged.push((span, span.end - span.start));
     }

@@ -407,10 +407,6 @@ mod tests {
     use super::*;
     use crate::data::deid::DeidOptions;
 
-    fn run(format: StreamFormat, input: &str) -> (String, String, StreamStats) {
-        run_with(format, input, &StreamFields::default())
-    }
-
     fn run_with(format: StreamFormat, input: &str, fields: &StreamFields) -> (String, String, StreamStats) {
         let deid = Deidentifier::new(DeidOptions::default());
         let mut out = Vec::new();

@@ -136,7 +136,9 @@ fn malformed_rows_are_rejected_with_their_line_and_the_rest_prepared() {
          {\"id\":\"b\",\"text\":\"short\"}\n",
     )
     .unwrap();
-    let card = prepare(&[input.clone()], &PrepareOptions::new(dir.path().join("out")), None, |_| {}).unwrap();
+    let card =
+        prepare(std::slice::from_ref(&input), &PrepareOptions::new(dir.path().join("out")), None, |_| {})
+            .unwrap();
     assert_eq!(card.records_read, 3);
     assert_eq!(card.records_kept, 1);
     assert_eq!(card.rejected, 2);

@@ -84,10 +84,10 @@ pub fn generate(options: SynthOptions) -> impl Iterator<Item = SynthDocument> {
         }
         let mut document = pending.pop()?;
         // A copy is made of an original, never of another copy.
-        if let Some(previous) = last.as_ref().filter(|d| d.duplicate_of.is_none()) {
-            if rng.chance(options.duplicate_rate) {
-                document = near_copy(previous, produced);
-            }
+        if let Some(previous) = last.as_ref().filter(|d| d.duplicate_of.is_none())
+            && rng.chance(options.duplicate_rate)
+        {
+            document = near_copy(previous, produced);
         }
         produced += 1;
         last = Some(document.clone());

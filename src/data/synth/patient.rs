@@ -74,7 +74,7 @@ pub fn person_name(rng: &mut SeededRng, sex: Option<Sex>) -> PersonName {
         given = rng.pick(pool);
     }
     let surnames = if rng.chance(1.0 / 6.0) { &lexicon.heldout_surnames } else { &lexicon.surnames };
-    PersonName { given: given.name, surname: *rng.pick(surnames) }
+    PersonName { given: given.name, surname: surnames[rng.below(surnames.len())] }
 }
 
 pub fn new_patient(index: usize, rng: &mut SeededRng) -> Patient {
@@ -108,11 +108,11 @@ pub fn new_patient(index: usize, rng: &mut SeededRng) -> Patient {
     Patient {
         id: format!("P{index:06}"),
         email: format!("{email_user}@{}", rng.pick(&domains)),
-        mrn: pattern_id(*rng.pick(&["########", "MR-#######", "00######", "@@######"]), rng),
+        mrn: pattern_id(["########", "MR-#######", "00######", "@@######"][rng.below(4)], rng),
         phone: phone(rng),
         ssn: pattern_id("###-##-####", rng),
-        plan: pattern_id(*rng.pick(&["@@@#########", "W#########", "#########-01"]), rng),
-        account: pattern_id(*rng.pick(&["##########", "A-#######", "ENC########"]), rng),
+        plan: pattern_id(["@@@#########", "W#########", "#########-01"][rng.below(3)], rng),
+        account: pattern_id(["##########", "A-#######", "ENC########"][rng.below(3)], rng),
         name,
         sex,
         age,
