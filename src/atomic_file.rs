@@ -15,6 +15,58 @@ pub fn write_atomically(
     writer.commit()
 }
 
+/// Has `fill` write a file by path (for writers outside Rust, such as llama.cpp's
+/// quantizer) under a temporary name in the same folder, then syncs it and renames it to
+/// `path`. On an error from `fill` the temporary file is removed and `path` is untouched.
+pub fn write_through_temp_path<T, E: From<io::Error>>(
+    path: &Path,
+    fill: impl FnOnce(&Path) -> Result<T, E>,
+) -> Result<T, E> {
+    let temp = temp_file_beside(path)?;
+    let (file, temp_path) = temp.into_parts();
+    drop(file);
+    let value = fill(&temp_path)?;
+    File::open(&temp_path)?.sync_all()?;
+    temp_path.persist(path).map_err(|e| e.error)?;
+    sync_parent(path);
+    Ok(value)
+}
+
+fn temp_file_beside(path: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".partial").tempfile_in(dir)
+}
+
+/// Makes a rename into `path`'s folder durable.
+fn sync_parent(path: &Path) {
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && let Ok(dir) = File::open(dir)
+    {
+        let _ = dir.sync_all();
+    }
+}
+
+/// Whether two paths name the same file, including through links, or would once the
+/// second is created (its folder resolved, the same name).
+pub fn same_path(a: &Path, b: &Path) -> bool {
+    let Ok(a) = std::fs::canonicalize(a) else { return a == b };
+    if let Ok(b) = std::fs::canonicalize(b) {
+        return a == b;
+    }
+    let parent = match b.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match (std::fs::canonicalize(parent), b.file_name()) {
+        (Ok(parent), Some(name)) => parent.join(name) == a,
+        _ => false,
+    }
+}
+
 /// A file written bit by bit (e.g. records as they finish) that appears under its name
 /// only on [`AtomicWriter::commit`]; dropped uncommitted, it leaves nothing behind.
 pub struct AtomicWriter {
@@ -26,14 +78,7 @@ pub struct AtomicWriter {
 impl AtomicWriter {
     /// Starts writing what will become `path`.
     pub fn create(path: &Path) -> io::Result<AtomicWriter> {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let temp =
-            tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".partial").tempfile_in(dir)?;
-        let (file, temp_path) = temp.into_parts();
+        let (file, temp_path) = temp_file_beside(path)?.into_parts();
         Ok(AtomicWriter {
             writer: BufWriter::with_capacity(1 << 16, file),
             temp_path,
@@ -47,12 +92,7 @@ impl AtomicWriter {
         let file = self.writer.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         self.temp_path.persist(&self.path).map_err(|e| e.error)?;
-        // Make the rename itself durable.
-        if let Some(dir) = self.path.parent().filter(|p| !p.as_os_str().is_empty())
-            && let Ok(dir) = File::open(dir)
-        {
-            let _ = dir.sync_all();
-        }
+        sync_parent(&self.path);
         Ok(())
     }
 }
@@ -87,6 +127,24 @@ mod tests {
     }
 
     #[test]
+    fn file_written_by_path_appears_only_on_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.gguf");
+        let failed: io::Result<()> = write_through_temp_path(&path, |temp| {
+            std::fs::write(temp, b"half")?;
+            Err(io::Error::other("quantizer failed"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing left behind");
+        let size = write_through_temp_path(&path, |temp| {
+            assert_eq!(temp.parent(), Some(dir.path()), "same folder, so the rename is atomic");
+            std::fs::write(temp, b"whole").map(|_| 5)
+        })
+        .unwrap();
+        assert_eq!((size, std::fs::read(&path).unwrap()), (5, b"whole".to_vec()));
+    }
+
+    #[test]
     fn streamed_file_appears_only_when_committed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("records.jsonl");
@@ -99,5 +157,17 @@ mod tests {
         writer.write_all(b"one\ntwo\n").unwrap();
         writer.commit().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"one\ntwo\n");
+    }
+
+    #[test]
+    fn same_path_sees_through_links_and_dots() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.gguf");
+        std::fs::write(&model, b"x").unwrap();
+        let link = dir.path().join("link.gguf");
+        std::os::unix::fs::symlink(&model, &link).unwrap();
+        assert!(same_path(&model, &link));
+        assert!(same_path(&model, &dir.path().join(".").join("m.gguf")));
+        assert!(!same_path(&model, &dir.path().join("other.gguf")));
     }
 }

@@ -11,6 +11,8 @@ pub mod extract;
 pub mod generate;
 pub mod gguf;
 pub mod llama;
+pub mod lora;
+pub mod quant;
 
 #[cfg(test)]
 mod test_support;

@@ -14,7 +14,7 @@ use serde::Serialize;
 pub use read::GgufFile;
 pub use summary::{ModelSummary, TypeUsage};
 pub use tiny_model::{TinyModelSpec, write_tiny_model};
-pub use types::{GgmlType, file_type_name};
+pub use types::{GgmlType, file_type_from_name, file_type_name, file_type_names};
 pub use write::{ALIGNMENT, TensorSpec, write_gguf};
 
 /// One metadata value.

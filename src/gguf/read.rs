@@ -78,6 +78,42 @@ impl GgufFile {
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
         self.tensors.iter().find(|t| t.name == name)
     }
+
+    /// Reads the data of `tensor` (a record of this file) from `file`, this file opened.
+    /// The header already checked that the data lies inside the file.
+    pub fn read_tensor_data_into(
+        &self,
+        file: &File,
+        tensor: &TensorInfo,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), GgufError> {
+        use std::os::unix::fs::FileExt;
+        buf.resize(tensor.n_bytes as usize, 0);
+        file.read_exact_at(buf, tensor.offset).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::UnexpectedEof {
+                GgufError::Truncated {
+                    path: self.path.clone(),
+                    what: format!("data of tensor {}", tensor.name),
+                }
+            } else {
+                GgufError::Io { path: self.path.clone(), source }
+            }
+        })
+    }
+
+    /// The data of the tensor named `name`, read from the file, or `None` without it.
+    pub fn read_tensor_data(&self, name: &str) -> Result<Option<Vec<u8>>, GgufError> {
+        let Some(tensor) = self.tensor(name) else { return Ok(None) };
+        let file = self.reopen()?;
+        let mut buf = Vec::new();
+        self.read_tensor_data_into(&file, tensor, &mut buf)?;
+        Ok(Some(buf))
+    }
+
+    /// Opens the file again for reading tensor data.
+    pub fn reopen(&self) -> Result<File, GgufError> {
+        File::open(&self.path).map_err(|source| GgufError::Io { path: self.path.clone(), source })
+    }
 }
 
 struct HeaderReader {
