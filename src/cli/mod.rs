@@ -2,11 +2,16 @@
 //! Exit codes: 0 ok, 1 some input failed (the rest was processed), 2 usage or internal error.
 
 pub mod dev;
+mod diff;
 mod eval;
 mod extract;
 mod generate;
 mod info;
+mod lora;
 mod options;
+mod progress;
+mod quality;
+mod quantize;
 
 use std::io;
 use std::process::ExitCode;
@@ -52,6 +57,14 @@ enum Command {
     Extract(extract::ExtractArgs),
     /// Evaluate: score predictions against gold labels.
     Eval(eval::EvalArgs),
+    /// Quantize (or dequantize) a GGUF model with llama.cpp's quantizer.
+    Quantize(quantize::QuantizeArgs),
+    /// LoRA adapters: convert PEFT adapters to GGUF, merge adapters into a base model.
+    Lora(lora::LoraArgs),
+    /// Compare a model with a reference on a text: perplexity, KL divergence, top-1 agreement.
+    Quality(quality::QualityArgs),
+    /// Show how two GGUF files differ in metadata, tensor types and shapes.
+    Diff(diff::DiffArgs),
     /// Developer tools (tiny test models).
     #[command(hide = true)]
     Dev(dev::DevArgs),
@@ -66,6 +79,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Generate(args) => generate::run(args, &global),
         Command::Extract(args) => extract::run(args, &global),
         Command::Eval(args) => eval::run(args, &global),
+        Command::Quantize(args) => quantize::run(args, &global),
+        Command::Lora(args) => lora::run(args, &global),
+        Command::Quality(args) => quality::run(args, &global),
+        Command::Diff(args) => diff::run(args, &global),
         Command::Dev(args) => dev::run(args, &global),
     };
     match result {

@@ -2,13 +2,18 @@
 //! and GGUF adapters merged into a base model's weights, re-quantized to the base's types.
 
 mod convert;
+mod fixture;
 mod merge;
 mod names;
 mod peft;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::PathBuf;
 
 pub use convert::{ConvertReport, ConvertSettings, convert_peft};
+pub use fixture::{PeftDtype, PeftFixtureSpec, write_peft_adapter};
 pub use merge::{AdapterInput, MergeProgress, MergeReport, MergeSettings, MergedAdapter, merge_adapters};
 pub use names::{LoraSlot, PeftName, Projection, parse_peft_name, permute_rows_for_rope};
 pub use peft::{CONFIG_FILE, PeftAdapter, PeftConfig, PeftMatrix, WEIGHTS_FILE, read_safetensors};

@@ -110,7 +110,6 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
     use crate::gguf::{MetadataValue, TensorSpec, write_gguf};
 
