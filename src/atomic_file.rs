@@ -27,6 +27,7 @@ pub fn write_through_temp_path<T, E: From<io::Error>>(
     drop(file);
     let value = fill(&temp_path)?;
     File::open(&temp_path)?.sync_all()?;
+    make_readable(&temp_path)?;
     temp_path.persist(path).map_err(|e| e.error)?;
     sync_parent(path);
     Ok(value)
@@ -73,6 +74,51 @@ pub struct AtomicWriter {
     writer: BufWriter<File>,
     temp_path: tempfile::TempPath,
     path: std::path::PathBuf,
+    writeback: EarlyWriteback,
+}
+
+/// Bytes written between requests to start writing back to disk.
+const WRITEBACK_EVERY: u64 = 32 << 20;
+
+/// Starts writing a large file's pages back to disk while it is still being written (a
+/// helper thread syncs a second handle), so the sync at commit has little left to wait
+/// for. Files under [`WRITEBACK_EVERY`] never start the helper.
+#[derive(Default)]
+struct EarlyWriteback {
+    unsynced: u64,
+    helper: Option<(std::sync::mpsc::SyncSender<()>, std::thread::JoinHandle<()>)>,
+}
+
+impl EarlyWriteback {
+    fn wrote(&mut self, n: usize, file: &File) {
+        self.unsynced += n as u64;
+        if self.unsynced < WRITEBACK_EVERY {
+            return;
+        }
+        self.unsynced = 0;
+        if self.helper.is_none()
+            && let Ok(handle) = file.try_clone()
+        {
+            let (request, requests) = std::sync::mpsc::sync_channel::<()>(1);
+            let worker = std::thread::spawn(move || {
+                for () in requests {
+                    let _ = handle.sync_data();
+                }
+            });
+            self.helper = Some((request, worker));
+        }
+        if let Some((request, _)) = &self.helper {
+            // A request already waiting covers this one too.
+            let _ = request.try_send(());
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some((request, worker)) = self.helper.take() {
+            drop(request);
+            let _ = worker.join();
+        }
+    }
 }
 
 impl AtomicWriter {
@@ -83,14 +129,17 @@ impl AtomicWriter {
             writer: BufWriter::with_capacity(1 << 16, file),
             temp_path,
             path: path.to_path_buf(),
+            writeback: EarlyWriteback::default(),
         })
     }
 
     /// Flushes, syncs and renames the file into place.
     pub fn commit(mut self) -> io::Result<()> {
         self.writer.flush()?;
+        self.writeback.finish();
         let file = self.writer.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
+        make_readable(&self.temp_path)?;
         self.temp_path.persist(&self.path).map_err(|e| e.error)?;
         sync_parent(&self.path);
         Ok(())
@@ -99,12 +148,21 @@ impl AtomicWriter {
 
 impl Write for AtomicWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.writer.write(buf)
+        let n = self.writer.write(buf)?;
+        self.writeback.wrote(n, self.writer.get_ref());
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.writer.flush()
     }
+}
+
+/// Temporary files are private (0600); the finished file gets the usual 0644, so that
+/// services running as other users (a model server) can read it.
+fn make_readable(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
 }
 
 #[cfg(test)]
@@ -157,6 +215,24 @@ mod tests {
         writer.write_all(b"one\ntwo\n").unwrap();
         writer.commit().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"one\ntwo\n");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
+    }
+
+    #[test]
+    fn large_files_are_whole_with_early_writeback() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.bin");
+        let mut writer = AtomicWriter::create(&path).unwrap();
+        let piece: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+        for _ in 0..(WRITEBACK_EVERY >> 20) * 2 + 3 {
+            writer.write_all(&piece).unwrap();
+        }
+        assert!(writer.writeback.helper.is_some(), "the helper starts past the threshold");
+        writer.commit().unwrap();
+        let written = std::fs::read(&path).unwrap();
+        assert_eq!(written.len() as u64, WRITEBACK_EVERY * 2 + (3 << 20));
+        assert!(written.chunks(1 << 20).all(|c| c == piece.as_slice()));
     }
 
     #[test]

@@ -138,47 +138,58 @@ pub fn merge_adapters(
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let source = base.reopen()?;
     let total = base.tensors.len();
-    let mut failure: Option<LoraError> = None;
-    let mut in_bytes = Vec::new();
-    let mut out_bytes = Vec::new();
     let mut writer = crate::atomic_file::AtomicWriter::create(&settings.output)?;
-    let written = write_gguf(&mut writer, &metadata, &specs, |i, out| {
-        let tensor = &base.tensors[i];
-        let merged = match deltas.get(&tensor.name) {
-            None => copy_tensor(&base, &source, tensor, &mut in_bytes, out),
-            Some(tensor_deltas) => {
-                let step = merge_tensor(
-                    &base,
+    // Two stages: a producer merges the adapted tensors in file order while this thread
+    // writes, copying untouched tensors itself, so disk writes overlap the arithmetic. At
+    // most two merged tensors wait in the channel; their buffers come back for reuse.
+    std::thread::scope(|scope| -> Result<(), LoraError> {
+        let (merged_tx, merged_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+        let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let (base, specs, deltas) = (&base, &specs, &deltas);
+        let producer = scope.spawn(move || -> Result<(), LoraError> {
+            let source = base.reopen()?;
+            let mut in_bytes = Vec::new();
+            for (tensor, spec) in base.tensors.iter().zip(specs) {
+                let Some(tensor_deltas) = deltas.get(&tensor.name) else { continue };
+                let mut out_bytes = spare_rx.try_recv().unwrap_or_default();
+                merge_tensor(
+                    base,
                     &source,
                     tensor,
-                    specs[i].ggml_type,
+                    spec.ggml_type,
                     tensor_deltas,
                     threads,
                     &mut in_bytes,
                     &mut out_bytes,
-                );
-                step.and_then(|()| out.write_all(&out_bytes).map_err(LoraError::Write))
+                )?;
+                if merged_tx.send(out_bytes).is_err() {
+                    break; // the writer stopped; its error is reported
+                }
             }
-        };
-        if let Err(e) = merged {
-            let message = e.to_string();
-            failure = Some(e);
-            return Err(std::io::Error::other(message));
-        }
-        on_tensor(&MergeProgress {
-            index: i + 1,
-            total,
-            name: &tensor.name,
-            merged: deltas.contains_key(&tensor.name),
+            Ok(())
         });
+        let source = base.reopen()?;
+        let mut copy_buf = Vec::new();
+        let written = write_gguf(&mut writer, &metadata, specs, |i, out| {
+            let tensor = &base.tensors[i];
+            let merged = deltas.contains_key(&tensor.name);
+            if merged {
+                let bytes = merged_rx.recv().map_err(|_| std::io::Error::other("merging stopped"))?;
+                out.write_all(&bytes)?;
+                let _ = spare_tx.send(bytes);
+            } else {
+                copy_tensor(base, &source, tensor, &mut copy_buf, out).map_err(std::io::Error::other)?;
+            }
+            on_tensor(&MergeProgress { index: i + 1, total, name: &tensor.name, merged });
+            Ok(())
+        });
+        drop(merged_rx);
+        // The producer's error explains a writer's "merging stopped", so it comes first.
+        producer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        written?;
         Ok(())
-    });
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    written?;
+    })?;
     writer.commit()?;
     let output_file_bytes = std::fs::metadata(&settings.output).map(|m| m.len()).unwrap_or(0);
     Ok(MergeReport {
@@ -401,20 +412,38 @@ fn merge_rows(
             let o = first_row + step + r;
             for delta in deltas {
                 let b_row = &delta.b_scaled[o * delta.rank..(o + 1) * delta.rank];
-                for (k, &coefficient) in b_row.iter().enumerate() {
-                    if coefficient == 0.0 {
-                        continue;
-                    }
-                    let a_row = &delta.a[k * n_in..(k + 1) * n_in];
-                    for (w, &a) in row.iter_mut().zip(a_row) {
-                        *w += coefficient * a;
-                    }
-                }
+                add_low_rank_row(row, b_row, &delta.a);
             }
         }
         quantize_rows(out_type, values, n_in, &mut dst[step * out_row..(step + count) * out_row], None)?;
     }
     Ok(())
+}
+
+/// Elements of a row updated together: the running sums stay in registers while every
+/// row of A streams past, instead of the row being loaded and stored once per rank.
+const LANES: usize = 32;
+
+/// row += Σ_k coefficients[k] · a[k], `a` holding one row of `row.len()` per coefficient.
+fn add_low_rank_row(row: &mut [f32], coefficients: &[f32], a: &[f32]) {
+    let n = row.len();
+    let whole = n - n % LANES;
+    for start in (0..whole).step_by(LANES) {
+        let mut sums = [0.0f32; LANES];
+        sums.copy_from_slice(&row[start..start + LANES]);
+        for (k, &c) in coefficients.iter().enumerate() {
+            let a_part = &a[k * n + start..k * n + start + LANES];
+            for (sum, &x) in sums.iter_mut().zip(a_part) {
+                *sum += c * x;
+            }
+        }
+        row[start..start + LANES].copy_from_slice(&sums);
+    }
+    for (k, &c) in coefficients.iter().enumerate() {
+        for (w, &x) in row[whole..].iter_mut().zip(&a[k * n + whole..(k + 1) * n]) {
+            *w += c * x;
+        }
+    }
 }
 
 /// The base's metadata, with our alignment and the adapters' provenance appended.
