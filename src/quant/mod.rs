@@ -5,6 +5,9 @@ mod imatrix;
 mod quality;
 mod quantize;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::PathBuf;
 
 pub use imatrix::read_importance_matrix;
