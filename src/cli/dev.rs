@@ -123,7 +123,17 @@ pub(crate) fn run(args: DevArgs, global: &GlobalOptions) -> Result<Outcome> {
 }
 
 /// Subcommands with a page under docs/ whose `--help` block must match the binary.
-pub const DOCUMENTED_COMMANDS: &[&str] = &["info", "generate", "extract", "eval extract"];
+pub const DOCUMENTED_COMMANDS: &[&str] = &[
+    "info",
+    "generate",
+    "extract",
+    "eval extract",
+    "quantize",
+    "lora convert",
+    "lora merge",
+    "quality",
+    "diff",
+];
 /// Marks the start of the generated block in a docs page.
 pub const HELP_START: &str = "<!-- help:start -->";
 /// Marks its end.

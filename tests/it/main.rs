@@ -3,6 +3,7 @@
 
 mod cli_extract;
 mod cli_generate;
+mod cli_gguf_tools;
 mod cli_info;
 mod docs;
 mod real_model;
