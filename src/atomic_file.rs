@@ -24,8 +24,20 @@ pub fn write_through_temp_path<T, E: From<io::Error>>(
 ) -> Result<T, E> {
     let temp = temp_file_beside(path)?;
     let (file, temp_path) = temp.into_parts();
-    drop(file);
-    let value = fill(&temp_path)?;
+    // While `fill` writes, a helper starts writing its pages back to disk every so often,
+    // so the sync below has little left to wait for.
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let helper = std::thread::spawn(move || {
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            stopped.recv_timeout(std::time::Duration::from_millis(100))
+        {
+            let _ = file.sync_data();
+        }
+    });
+    let value = fill(&temp_path);
+    drop(stop);
+    let _ = helper.join();
+    let value = value?;
     File::open(&temp_path)?.sync_all()?;
     make_readable(&temp_path)?;
     temp_path.persist(path).map_err(|e| e.error)?;
