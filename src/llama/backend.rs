@@ -29,8 +29,11 @@ thread_local! {
     /// Level of the last message, for llama.cpp's continuation chunks.
     static LAST_LEVEL: Cell<llama_sys::ggml_log_level> = const { Cell::new(llama_sys::GGML_LOG_LEVEL_INFO) };
     /// A listener for the log chunks of this thread (see [`with_log_tap`]).
-    static LOG_TAP: RefCell<Option<Box<dyn FnMut(&str)>>> = const { RefCell::new(None) };
+    static LOG_TAP: RefCell<Option<LogTap>> = const { RefCell::new(None) };
 }
+
+/// A listener for raw log chunks.
+type LogTap = Box<dyn FnMut(&str)>;
 
 /// Runs `work` with `tap` receiving every raw log chunk llama.cpp writes on this thread,
 /// besides the usual routing to `tracing`. Some llama.cpp calls report progress only

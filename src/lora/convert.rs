@@ -69,7 +69,9 @@ pub fn convert_peft(settings: &ConvertSettings) -> Result<ConvertReport, LoraErr
     let sqrt_r = (config.r as f64).sqrt();
     let alpha = if config.use_rslora { config.lora_alpha * sqrt_r } else { config.lora_alpha };
 
-    let mut slots: BTreeMap<(u64, Projection), (Option<&PeftMatrix>, Option<&PeftMatrix>)> = BTreeMap::new();
+    // (layer, projection) → (A, B)
+    type Pair<'a> = (Option<&'a PeftMatrix>, Option<&'a PeftMatrix>);
+    let mut slots: BTreeMap<(u64, Projection), Pair<'_>> = BTreeMap::new();
     for (name, matrix) in &peft.tensors {
         match parse_peft_name(name) {
             PeftName::Lora(slot) => {

@@ -410,7 +410,8 @@ fn merge_refuses_mismatched_adapters_and_leaves_nothing() {
         .unwrap_err()
     };
     let q = |suffix: &str| format!("blk.0.attn_q.weight.{suffix}");
-    let cases: Vec<(&str, &str, Vec<(String, Vec<u64>)>, &str)> = vec![
+    type Tensors = Vec<(String, Vec<u64>)>;
+    let cases: Vec<(&str, &str, Tensors, &str)> = vec![
         (
             "arch.gguf",
             "qwen2",
