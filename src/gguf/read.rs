@@ -365,6 +365,34 @@ mod tests {
         }
     }
 
+    /// Random bytes after a valid magic and version: errors, never a panic or an abort.
+    #[test]
+    fn random_bytes_after_the_magic_never_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = dir.path().join("noise.gguf");
+        let mut state = 0x853C_49E6_748F_EA9Bu64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..2000 {
+            let mut bytes = b"GGUF".to_vec();
+            bytes.extend_from_slice(&(2 + (round % 2) as u32).to_le_bytes());
+            // Small counts half of the time, so reading gets past the counts into entries.
+            let (tensors, kvs) = if round % 2 == 0 { (next() % 4, next() % 4) } else { (next(), next()) };
+            bytes.extend_from_slice(&tensors.to_le_bytes());
+            bytes.extend_from_slice(&kvs.to_le_bytes());
+            let len = (next() % 512) as usize;
+            bytes.extend((0..len).map(|_| next() as u8));
+            std::fs::write(&probe, &bytes).unwrap();
+            if let Ok(file) = GgufFile::open(&probe) {
+                assert!(file.tensors.iter().all(|t| t.offset + t.n_bytes <= file.file_size));
+            }
+        }
+    }
+
     #[test]
     fn not_gguf_and_huge_counts_are_errors() {
         let dir = tempfile::tempdir().unwrap();
