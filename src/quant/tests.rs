@@ -1,5 +1,6 @@
 //! Quantization round trips on the tiny model, through llama.cpp's quantizer.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::*;
@@ -168,4 +169,51 @@ fn row_conversions_are_close_for_every_writable_type() {
     let iq2 = GgmlType::from_name("IQ2_XXS").unwrap();
     let mut out = vec![0u8; iq2.bytes_for(256).unwrap() as usize];
     assert!(quantize_rows(iq2, &values[..256], 256, &mut out, None).is_err(), "needs an importance matrix");
+}
+
+#[test]
+fn importance_matrix_reaches_llama_cpp() {
+    use crate::gguf::{MetadataValue, TensorSpec, write_gguf};
+    let dir = tempfile::tempdir().unwrap();
+    let wide = dir.path().join("wide.gguf");
+    write_tiny_model(&wide, &TinyModelSpec { n_embd: 256, n_ff: 512, ..Default::default() }).unwrap();
+    // One importance per input column of every 2-D weight, in llama-imatrix's GGUF form.
+    let header = GgufFile::open(&wide).unwrap();
+    let mut specs = Vec::new();
+    let mut data: Vec<Vec<f32>> = Vec::new();
+    for t in header.tensors.iter().filter(|t| t.dims.len() == 2) {
+        let n_in = t.dims[0];
+        specs.push(TensorSpec {
+            name: format!("{}.in_sum2", t.name),
+            dims: vec![n_in, 1],
+            ggml_type: GgmlType::F32,
+        });
+        data.push((0..n_in).map(|i| 1.0 + (i % 7) as f32).collect());
+        specs.push(TensorSpec {
+            name: format!("{}.counts", t.name),
+            dims: vec![1, 1],
+            ggml_type: GgmlType::F32,
+        });
+        data.push(vec![2.0]);
+    }
+    let imatrix = dir.path().join("imatrix.gguf");
+    let metadata = vec![("general.type".to_string(), MetadataValue::String("imatrix".into()))];
+    let mut file = std::fs::File::create(&imatrix).unwrap();
+    write_gguf(&mut file, &metadata, &specs, |i, out| {
+        out.write_all(&data[i].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())
+    })
+    .unwrap();
+    let output = dir.path().join("iq2.gguf");
+    let settings = QuantizeSettings {
+        input: wide,
+        output: Some(output.clone()),
+        file_type: parse_file_type("IQ2_XXS").unwrap(),
+        imatrix: Some(imatrix),
+        threads: 2,
+        ..Default::default()
+    };
+    // Without the matrix llama.cpp refuses this type (see above); with it, it quantizes.
+    let report = quantize(&settings, |_| {}).unwrap();
+    assert!(report.tensors.iter().any(|t| t.to == "IQ2_XXS"), "{:?}", report.tensors);
+    assert!(output.exists());
 }
