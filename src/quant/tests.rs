@@ -1,6 +1,5 @@
 //! Quantization round trips on the tiny model, through llama.cpp's quantizer.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::*;
