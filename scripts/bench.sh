@@ -7,22 +7,31 @@
 #                build one from any llama.cpp source with `cmake --build . --target llama-bench`)
 #   LLAMA_SERVER path to a llama-server binary: the extraction anchor is rerun on this
 #                machine (scripts/bench_llama_server.py) beside medllm (optional)
-#   SECTIONS     which parts to run (default "generation extraction data")
+#   SECTIONS     which sections to run (default "generation extraction gguf data")
 #   DATA_DOCS    synthetic documents for the data benchmark (default 10000)
 #   DEID_PUBLIC_GOLD  a labelled public sample in `eval deid` gold format (optional;
 #                see docs/benchmarks.md for how it was made)
+#   LLAMA_QUANTIZE, LLAMA_EXPORT_LORA  paths to llama-quantize and llama-export-lora: the
+#                GGUF tools are timed beside them, interleaved (optional; both build from
+#                any llama.cpp source with `cmake --build . --target llama-quantize
+#                llama-export-lora`)
+#   MEDLLM_BIN   the medllm binary to measure (default: build, then the release binary)
+#   BENCH_TMP    keep the GGUF section's files (the F32 model, adapter) here between runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 threads="${THREADS:-2}"
 reps="${REPS:-3}"
-sections="${SECTIONS:-generation extraction data}"
-runs() { [[ " $sections " == *" $1 "* ]]; }
 scripts/setup.sh
-cargo build --release --quiet
+# MEDLLM_BIN: a medllm binary to measure instead of building one.
+if [ -z "${MEDLLM_BIN:-}" ]; then
+  cargo build --release --quiet
+fi
 model="$(scripts/fetch-model.sh)"
-medllm=./target/release/medllm
+medllm="${MEDLLM_BIN:-${CARGO_TARGET_DIR:-./target}/release/medllm}"
 bench_dir="${BENCH_DIR:-../shared/bench}"
+sections="${SECTIONS:-generation extraction gguf data}"
+want() { [[ " $sections " == *" $1 "* ]]; }
 
 mean() { awk '{ s += $1; n++ } END { if (n) printf "%.1f", s / n; else print "n/a" }'; }
 
@@ -30,7 +39,7 @@ echo "# medllm benchmarks — $(date -u +%Y-%m-%d), $(nproc) cores, $threads thr
 echo "model: $model"
 echo
 
-if runs generation; then
+if want generation; then
 echo "## Generation (foundation)"
 # The engine alone, measured the way llama-bench does (ppN: one prompt of N tokens in
 # batches of 512; tg128: 128 single-token decodes from position 0, no sampling), in the
@@ -87,7 +96,8 @@ if [ -n "${LLAMA_BENCH:-}" ]; then
 fi
 fi
 
-if runs extraction; then
+
+if want extraction; then
 echo
 echo "## Extraction"
 # The 16 reports and schema on which the issues' anchors were measured (llama-server,
@@ -133,7 +143,7 @@ done
 extract_row "extract_dev (24), discharge_summary, --extractive" --schema discharge_summary -P 4 --extractive "$dev"
 fi
 
-if runs data; then
+if want data; then
 echo
 echo "## Data pipeline (no model)"
 # Wall time and peak memory of each command, from the kernel's accounting of the child.
@@ -149,8 +159,7 @@ print(f"{seconds:.2f} {peak_mib:.0f}")
 PY
 }
 n_docs="${DATA_DOCS:-10000}"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+data_work="$(mktemp -d)"
 printf '| %-44s | %9s | %8s | %9s |\n' "run ($n_docs synthetic documents)" "seconds" "docs/s" "peak MiB"
 printf '| %-44s | %9s | %8s | %9s |\n' "--------------------------------------------" "---------" "--------" "---------"
 data_row() {
@@ -159,19 +168,71 @@ data_row() {
   printf '| %-44s | %9s | %8.0f | %9s |\n' "$label" "$seconds" "$(awk -v n="$n_docs" -v s="$seconds" 'BEGIN { print n / s }')" "$peak"
 }
 for _ in $(seq "$reps"); do
-  rm -rf "$work/corpus" "$work/data"
-  data_row "synth" $medllm synth -q -o "$work/corpus" --n "$n_docs" --seed 1
-  data_row "deid (JSONL, redact, with --spans)" $medllm deid -q "$work/corpus/documents.jsonl" -o "$work/deid.jsonl" --spans "$work/spans.jsonl"
-  data_row "deid (JSONL, surrogate)" $medllm deid -q --mode surrogate --date-shift-seed 3 "$work/corpus/documents.jsonl" -o "$work/deid.jsonl"
-  data_row "prepare (synth folder, redact)" $medllm prepare -q "$work/corpus" -o "$work/data" --seed 1
+  rm -rf "$data_work/corpus" "$data_work/data"
+  data_row "synth" $medllm synth -q -o "$data_work/corpus" --n "$n_docs" --seed 1
+  data_row "deid (JSONL, redact, with --spans)" $medllm deid -q "$data_work/corpus/documents.jsonl" -o "$data_work/deid.jsonl" --spans "$data_work/spans.jsonl"
+  data_row "deid (JSONL, surrogate)" $medllm deid -q --mode surrogate --date-shift-seed 3 "$data_work/corpus/documents.jsonl" -o "$data_work/deid.jsonl"
+  data_row "prepare (synth folder, redact)" $medllm prepare -q "$data_work/corpus" -o "$data_work/data" --seed 1
 done
 echo
 echo "De-identification quality on a held-out synthetic corpus (seed 5551212, 2000 documents):"
-$medllm synth -q -o "$work/heldout" --n 2000 --seed 5551212
-$medllm eval deid --gold "$work/heldout/documents.jsonl"
+$medllm synth -q -o "$data_work/heldout" --n 2000 --seed 5551212
+$medllm eval deid --gold "$data_work/heldout/documents.jsonl"
 if [ -n "${DEID_PUBLIC_GOLD:-}" ]; then
   echo
   echo "On the public sample $DEID_PUBLIC_GOLD:"
   $medllm eval deid --gold "$DEID_PUBLIC_GOLD"
 fi
+rm -rf "$data_work"
+fi
+
+if want gguf; then
+echo
+echo "## GGUF tools"
+# Quantize and merge SmolLM2-135M on $threads threads, each run timed whole (process start
+# to exit, output synced to disk for medllm; llama.cpp's tools do not sync). The F32 model
+# is made by medllm itself; the adapter is a random rank-16 PEFT adapter on all 210 linear
+# tensors (30 blocks × q/k/v/o/gate/up/down), converted with `medllm lora convert`.
+work="${BENCH_TMP:-$(mktemp -d)}"
+mkdir -p "$work"
+f32="$work/smol-f32.gguf"
+[ -f "$f32" ] || $medllm quantize "$model" "$f32" --type f32 -t "$threads" -q
+$medllm dev peft-adapter --base "$model" -o "$work/peft16" --rank 16 --alpha 32 -q
+$medllm lora convert --peft "$work/peft16" --base "$model" -o "$work/adapter16.gguf" -q
+seconds() { local start end; start=$(date +%s.%N); "$@" >/dev/null 2>&1; end=$(date +%s.%N); awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }'; }
+stats() { sort -n | awk '{ v[NR] = $1; s += $1 } END { printf "%.2f (min %.2f)", s / NR, v[1] }'; }
+declare -A ours ref
+cases=(q8 q4km f32 merge_q41 merge_f32)
+for _ in $(seq "$reps"); do
+  ours[q8]+="$(seconds $medllm quantize "$f32" "$work/out.gguf" --type q8_0 -t "$threads" -q)"$'\n'
+  ours[q4km]+="$(seconds $medllm quantize "$f32" "$work/out.gguf" --type q4_k_m -t "$threads" -q)"$'\n'
+  ours[f32]+="$(seconds $medllm quantize "$model" "$work/out.gguf" --type f32 -t "$threads" -q)"$'\n'
+  ours[merge_q41]+="$(seconds $medllm lora merge --base "$model" --adapter "$work/adapter16.gguf" -o "$work/out.gguf" -t "$threads" -q)"$'\n'
+  ours[merge_f32]+="$(seconds $medllm lora merge --base "$f32" --adapter "$work/adapter16.gguf" -o "$work/out.gguf" -t "$threads" -q)"$'\n'
+  if [ -n "${LLAMA_QUANTIZE:-}" ]; then
+    ref[q8]+="$(seconds "$LLAMA_QUANTIZE" "$f32" "$work/ref.gguf" q8_0 "$threads")"$'\n'
+    ref[q4km]+="$(seconds "$LLAMA_QUANTIZE" "$f32" "$work/ref.gguf" q4_k_m "$threads")"$'\n'
+    ref[f32]+="$(seconds "$LLAMA_QUANTIZE" --allow-requantize "$model" "$work/ref.gguf" f32 "$threads")"$'\n'
+  fi
+  if [ -n "${LLAMA_EXPORT_LORA:-}" ]; then
+    ref[merge_q41]+="$(seconds "$LLAMA_EXPORT_LORA" -m "$model" --lora "$work/adapter16.gguf" -o "$work/ref.gguf" -t "$threads")"$'\n'
+    ref[merge_f32]+="$(seconds "$LLAMA_EXPORT_LORA" -m "$f32" --lora "$work/adapter16.gguf" -o "$work/ref.gguf" -t "$threads")"$'\n'
+  fi
+done
+declare -A label=(
+  [q8]="quantize F32 → Q8_0" [q4km]="quantize F32 → Q4_K_M" [f32]="quantize Q4_1 → F32"
+  [merge_q41]="merge rank 16 into Q4_1 (writes Q4_1)" [merge_f32]="merge rank 16 into F32"
+)
+declare -A anchor=([q8]="0.51" [q4km]="0.97" [f32]="1.08" [merge_q41]="0.43 (F16 out)" [merge_f32]="1.63")
+declare -A goal=([q8]="≤ 1.05× ref" [q4km]="≤ 1.05× ref" [f32]="≤ 1.05× ref" [merge_q41]="≤ 1.0" [merge_f32]="≤ 1.2")
+printf '| %-40s | %-20s | %-20s | %-15s | %-12s |\n' "what" "medllm s" "llama.cpp s (here)" "issue's figure" "goal"
+printf '| %-40s | %-20s | %-20s | %-15s | %-12s |\n' "----------------------------------------" "--------------------" "--------------------" "---------------" "------------"
+for c in "${cases[@]}"; do
+  mine="$(printf '%s' "${ours[$c]}" | stats)"
+  theirs="-"
+  [ -n "${ref[$c]:-}" ] && theirs="$(printf '%s' "${ref[$c]}" | stats)"
+  printf '| %-40s | %-20s | %-20s | %-15s | %-12s |\n' "${label[$c]}" "$mine" "$theirs" "${anchor[$c]}" "${goal[$c]}"
+done
+echo "merged Q4_1 size: $($medllm lora merge --base "$model" --adapter "$work/adapter16.gguf" -o "$work/out.gguf" -t "$threads" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["output_file_bytes"])') bytes (base $(stat -c %s "$model"))"
+[ -n "${BENCH_TMP:-}" ] || rm -rf "$work"
 fi

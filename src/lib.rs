@@ -11,7 +11,9 @@ pub mod extract;
 pub mod generate;
 pub mod gguf;
 pub mod llama;
+pub mod lora;
 pub mod ollama;
+pub mod quant;
 
 #[cfg(test)]
 mod test_support;

@@ -32,6 +32,28 @@ enum DevCommand {
         #[arg(long, default_value = "llama")]
         architecture: String,
     },
+    /// Write a PEFT LoRA adapter folder with random weights for a GGUF base (for tests,
+    /// the demo and benchmarks): every block's q/k/v/o/gate/up/down_proj.
+    PeftAdapter {
+        /// The GGUF base model whose shapes the adapter takes.
+        #[arg(long, value_name = "BASE.gguf")]
+        base: PathBuf,
+        /// The folder to write.
+        #[arg(short, long, value_name = "DIR")]
+        output: PathBuf,
+        /// Rank.
+        #[arg(long, default_value_t = 16)]
+        rank: usize,
+        /// lora_alpha.
+        #[arg(long, default_value_t = 32.0)]
+        alpha: f64,
+        /// Values are uniform in ±MAGNITUDE.
+        #[arg(long, default_value_t = 0.02)]
+        magnitude: f32,
+        /// Seed of the random values.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
     /// Rewrite the `--help` blocks in docs/<command>.md from the binary itself.
     SyncDocs {
         /// The docs folder.
@@ -63,6 +85,16 @@ pub(crate) fn run(args: DevArgs, global: &GlobalOptions) -> Result<Outcome> {
         DevCommand::TinyModel { output, seed, architecture } => {
             let spec = TinyModelSpec { seed, architecture, ..TinyModelSpec::default() };
             write_tiny_model(&output, &spec).with_context(|| format!("cannot write {}", output.display()))?;
+            if !global.quiet {
+                eprintln!("wrote {}", output.display());
+            }
+        }
+        DevCommand::PeftAdapter { base, output, rank, alpha, magnitude, seed } => {
+            let header = crate::gguf::GgufFile::open(&base)
+                .with_context(|| format!("cannot read {}", base.display()))?;
+            let spec = crate::lora::PeftFixtureSpec { rank, alpha, magnitude, seed, ..Default::default() };
+            crate::lora::write_peft_adapter(&header, &output, &spec)
+                .with_context(|| format!("cannot write {}", output.display()))?;
             if !global.quiet {
                 eprintln!("wrote {}", output.display());
             }
@@ -105,6 +137,11 @@ pub const DOCUMENTED_COMMANDS: &[&str] = &[
     "ollama create",
     "ollama push",
     "ollama pull",
+    "quantize",
+    "lora convert",
+    "lora merge",
+    "quality",
+    "diff",
 ];
 /// Marks the start of the generated block in a docs page.
 pub const HELP_START: &str = "<!-- help:start -->";

@@ -14,6 +14,9 @@ pub(crate) struct InfoArgs {
     /// GGUF model or adapter file.
     #[arg(value_name = "MODEL.gguf")]
     model: PathBuf,
+    /// Also list every tensor: name, type, dimensions, bytes.
+    #[arg(long)]
+    tensors: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -22,7 +25,10 @@ pub(crate) struct InfoArgs {
 pub(crate) fn run(args: InfoArgs, _global: &GlobalOptions) -> Result<Outcome> {
     let file =
         GgufFile::open(&args.model).with_context(|| format!("cannot inspect {}", args.model.display()))?;
-    let summary = ModelSummary::of(&file);
+    let mut summary = ModelSummary::of(&file);
+    if args.tensors {
+        summary = summary.with_tensors(&file);
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &summary)?;
@@ -51,6 +57,14 @@ fn print_table(out: &mut impl Write, s: &ModelSummary) -> std::io::Result<()> {
     writeln!(out, "tensors         {} ({})", s.tensor_count, human_bytes(s.tensor_bytes))?;
     for (ty, usage) in &s.tensor_types {
         writeln!(out, "  {ty:<8} {:>5} tensors  {:>10}", usage.tensors, human_bytes(usage.bytes))?;
+    }
+    if let Some(tensors) = &s.tensors {
+        writeln!(out)?;
+        writeln!(out, "{:<40} {:<8} {:<22} {:>12}", "tensor", "type", "dims", "bytes")?;
+        for t in tensors {
+            let dims = t.dims.iter().map(u64::to_string).collect::<Vec<_>>().join(" x ");
+            writeln!(out, "{:<40} {:<8} {:<22} {:>12}", t.name, t.ggml_type, dims, t.bytes)?;
+        }
     }
     Ok(())
 }

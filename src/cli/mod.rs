@@ -3,13 +3,18 @@
 
 mod deid;
 pub mod dev;
+mod diff;
 mod eval;
 mod extract;
 mod generate;
 mod info;
+mod lora;
 mod ollama;
 mod options;
 mod prepare;
+mod progress;
+mod quality;
+mod quantize;
 mod synth;
 
 use std::io;
@@ -64,6 +69,14 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Package a GGUF as an Ollama model, install it, and push or pull it over a registry.
     Ollama(ollama::OllamaArgs),
+    /// Quantize (or dequantize) a GGUF model with llama.cpp's quantizer.
+    Quantize(quantize::QuantizeArgs),
+    /// LoRA adapters: convert PEFT adapters to GGUF, merge adapters into a base model.
+    Lora(lora::LoraArgs),
+    /// Compare a model with a reference on a text: perplexity, KL divergence, top-1 agreement.
+    Quality(quality::QualityArgs),
+    /// Show how two GGUF files differ in metadata, tensor types and shapes.
+    Diff(diff::DiffArgs),
     /// Developer tools (tiny test models).
     #[command(hide = true)]
     Dev(dev::DevArgs),
@@ -82,6 +95,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Synth(args) => synth::run(args, &global),
         Command::Eval(args) => eval::run(args, &global),
         Command::Ollama(args) => ollama::run(args, &global),
+        Command::Quantize(args) => quantize::run(args, &global),
+        Command::Lora(args) => lora::run(args, &global),
+        Command::Quality(args) => quality::run(args, &global),
+        Command::Diff(args) => diff::run(args, &global),
         Command::Dev(args) => dev::run(args, &global),
     };
     match result {

@@ -31,7 +31,7 @@ pub(crate) struct LoraSpec {
     pub scale: f32,
 }
 
-fn parse_lora(value: &str) -> Result<LoraSpec, String> {
+pub(crate) fn parse_lora(value: &str) -> Result<LoraSpec, String> {
     if let Some((path, scale)) = value.rsplit_once(':')
         && let Ok(scale) = scale.parse::<f32>()
     {

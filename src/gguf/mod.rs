@@ -1,6 +1,7 @@
 //! GGUF files in pure Rust: read the metadata and tensor index, write new files.
 //! Needs no llama.cpp, so `info`, `ollama` and `lora` can inspect files without a model.
 
+mod diff;
 mod read;
 mod summary;
 mod tiny_model;
@@ -11,10 +12,11 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+pub use diff::{ChangedTensor, ChangedValue, GgufDiff};
 pub use read::GgufFile;
-pub use summary::{ModelSummary, TypeUsage};
+pub use summary::{ModelSummary, TensorRow, TypeUsage};
 pub use tiny_model::{TinyModelSpec, write_tiny_model};
-pub use types::{GgmlType, file_type_name};
+pub use types::{GgmlType, file_type_from_name, file_type_name, file_type_names};
 pub use write::{ALIGNMENT, TensorSpec, write_gguf};
 
 /// One metadata value.

@@ -38,6 +38,24 @@ pub struct ModelSummary {
     pub tensor_bytes: u64,
     /// Tensors and bytes per tensor type, by type name.
     pub tensor_types: BTreeMap<String, TypeUsage>,
+    /// Every tensor, when asked for (`medllm info --tensors`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensors: Option<Vec<TensorRow>>,
+}
+
+/// One tensor of a file, as `medllm info --tensors` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorRow {
+    /// Tensor name.
+    pub name: String,
+    /// Type name (`Q4_K`).
+    pub ggml_type: String,
+    /// Dimensions, ggml order (fastest first).
+    pub dims: Vec<u64>,
+    /// Bytes of data.
+    pub bytes: u64,
+    /// Absolute offset of the data in the file.
+    pub offset: u64,
 }
 
 /// How much of a file one tensor type takes.
@@ -82,6 +100,24 @@ impl ModelSummary {
             tensor_count: file.tensors.len(),
             tensor_bytes: file.tensors.iter().map(|t| t.n_bytes).sum(),
             tensor_types,
+            tensors: None,
         }
+    }
+
+    /// The summary with every tensor listed.
+    pub fn with_tensors(mut self, file: &GgufFile) -> ModelSummary {
+        self.tensors = Some(
+            file.tensors
+                .iter()
+                .map(|t| TensorRow {
+                    name: t.name.clone(),
+                    ggml_type: t.ggml_type.name(),
+                    dims: t.dims.clone(),
+                    bytes: t.n_bytes,
+                    offset: t.offset,
+                })
+                .collect(),
+        );
+        self
     }
 }

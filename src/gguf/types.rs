@@ -136,6 +136,16 @@ pub fn file_type_name(file_type: u32) -> String {
         .map_or_else(|| format!("unknown({file_type})"), |t| t.1.to_string())
 }
 
+/// The `general.file_type` number of a name such as `Q4_K_M` (case-insensitive).
+pub fn file_type_from_name(name: &str) -> Option<u32> {
+    FILE_TYPES.iter().find(|t| t.1.eq_ignore_ascii_case(name)).map(|t| t.0)
+}
+
+/// Every `general.file_type` name, in number order.
+pub fn file_type_names() -> impl Iterator<Item = &'static str> {
+    FILE_TYPES.iter().map(|t| t.1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +159,7 @@ mod tests {
         assert_eq!(GgmlType(99).name(), "type99");
         assert_eq!(file_type_name(15), "Q4_K_M");
         assert_eq!(file_type_name(1234), "unknown(1234)");
+        assert_eq!(file_type_from_name("q4_k_m"), Some(15));
+        assert_eq!(file_type_from_name("Q4_K"), None, "aliases are the caller's business");
     }
 }

@@ -1,6 +1,6 @@
 //! The llama.cpp backend: initialised once per process, its log routed to `tracing`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{CStr, c_char, c_void};
 use std::sync::Once;
 
@@ -28,6 +28,26 @@ pub fn system_info() -> String {
 thread_local! {
     /// Level of the last message, for llama.cpp's continuation chunks.
     static LAST_LEVEL: Cell<llama_sys::ggml_log_level> = const { Cell::new(llama_sys::GGML_LOG_LEVEL_INFO) };
+    /// A listener for the log chunks of this thread (see [`with_log_tap`]).
+    static LOG_TAP: RefCell<Option<LogTap>> = const { RefCell::new(None) };
+}
+
+/// A listener for raw log chunks.
+type LogTap = Box<dyn FnMut(&str)>;
+
+/// Runs `work` with `tap` receiving every raw log chunk llama.cpp writes on this thread,
+/// besides the usual routing to `tracing`. Some llama.cpp calls report progress only
+/// through their log (the quantizer prints one line per tensor), so this is how we follow.
+pub(crate) fn with_log_tap<R>(tap: impl FnMut(&str) + 'static, work: impl FnOnce() -> R) -> R {
+    struct Untap;
+    impl Drop for Untap {
+        fn drop(&mut self) {
+            LOG_TAP.with(|t| t.borrow_mut().take());
+        }
+    }
+    LOG_TAP.with(|t| *t.borrow_mut() = Some(Box::new(tap)));
+    let _untap = Untap;
+    work()
 }
 
 /// Forwards llama.cpp and ggml log lines to `tracing` under the target `llama.cpp`. They
@@ -40,6 +60,13 @@ extern "C" fn route_log(level: llama_sys::ggml_log_level, text: *const c_char, _
     let _ = std::panic::catch_unwind(|| {
         // SAFETY: llama.cpp passes a valid NUL-terminated string for the call's duration.
         let message = unsafe { CStr::from_ptr(text) }.to_string_lossy();
+        let _ = LOG_TAP.try_with(|tap| {
+            if let Ok(mut tap) = tap.try_borrow_mut()
+                && let Some(tap) = tap.as_mut()
+            {
+                tap(&message);
+            }
+        });
         let message = message.trim_end();
         let level = if level == llama_sys::GGML_LOG_LEVEL_CONT {
             LAST_LEVEL.with(Cell::get)

@@ -1,5 +1,6 @@
 //! The safe wrapper over medllm's own patched llama.cpp: backend, model, context, batch,
-//! sampler, LoRA adapter, chat templates, tokens. The only `unsafe` code outside llama-sys.
+//! sampler, LoRA adapter, chat templates, tokens, quantization. The only `unsafe` code
+//! outside llama-sys.
 #![allow(unsafe_code)]
 
 mod adapter;
@@ -8,6 +9,7 @@ mod batch;
 mod chat;
 mod context;
 mod model;
+mod quantize;
 mod sampler;
 mod token;
 
@@ -22,6 +24,10 @@ pub use batch::Batch;
 pub use chat::{ChatMessage, apply_chat_template};
 pub use context::{Context, ContextParams, PerfCounters};
 pub use model::{Model, ModelParams};
+pub use quantize::{
+    ModelQuantizeParams, TensorConversion, can_dequantize, can_quantize_without_importance, dequantize_rows,
+    quantize_model, quantize_rows, rows_are_valid,
+};
 pub use sampler::{Sampler, SamplingParams};
 pub use token::{Token, Utf8Stream};
 
@@ -113,6 +119,32 @@ pub enum LlamaError {
     /// A GBNF grammar did not parse.
     #[error("the GBNF grammar did not parse (llama.cpp rejected it; run with --verbose for where)")]
     Grammar,
+    /// llama.cpp's quantizer failed.
+    #[error("llama.cpp could not quantize {path}: {reason}")]
+    Quantize {
+        /// The input model.
+        path: PathBuf,
+        /// llama.cpp's reason, from its log.
+        reason: String,
+    },
+    /// A tensor type ggml cannot convert this way.
+    #[error("tensors of type {ty} cannot be {what}")]
+    UnsupportedType {
+        /// The type's name.
+        ty: String,
+        /// The conversion asked for.
+        what: &'static str,
+    },
+    /// Row data whose size does not match its element count.
+    #[error("{bytes} bytes do not hold {elements} values of type {ty} in whole rows")]
+    RowSize {
+        /// The type's name.
+        ty: String,
+        /// Bytes given.
+        bytes: usize,
+        /// Elements expected.
+        elements: usize,
+    },
     /// A string for C contained a NUL byte.
     #[error("text contains a NUL byte")]
     NulByte,

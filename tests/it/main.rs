@@ -4,6 +4,7 @@
 mod cli_data;
 mod cli_extract;
 mod cli_generate;
+mod cli_gguf_tools;
 mod cli_info;
 mod cli_ollama;
 mod docs;
