@@ -368,7 +368,7 @@ fn csv_documents(file: File, source: &str, options: &InputOptions) -> Box<dyn It
 }
 
 /// The most frequent of `,`, `;` and tab outside quotes in the header line.
-fn sniff_delimiter(header: &str) -> u8 {
+pub(crate) fn sniff_delimiter(header: &str) -> u8 {
     let mut counts = [(b',', 0usize), (b';', 0), (b'\t', 0)];
     let mut quoted = false;
     for byte in header.bytes() {

@@ -9,4 +9,5 @@ pub mod prepare;
 pub mod rng;
 pub mod synth;
 
+pub(crate) use ingest::sniff_delimiter;
 pub use ingest::{Document, InputItem, InputOptions, read_inputs};

@@ -5,19 +5,20 @@
 
 use super::detect::ORDINAL_WORDS;
 
-const MONTHS: [&str; 12] = [
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
+/// Month names, capitalised, January first.
+pub(crate) const MONTH_NAMES: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ];
 
 /// A part of a date and where it stands in the text (byte range).
@@ -180,7 +181,11 @@ fn month_index(word: &str) -> Option<u32> {
     if word == "sept" {
         return Some(9);
     }
-    MONTHS.iter().position(|m| *m == word || (word.len() == 3 && m.starts_with(word))).map(|i| i as u32 + 1)
+    MONTH_NAMES
+        .iter()
+        .map(|m| m.to_ascii_lowercase())
+        .position(|m| m == word || (word.len() == 3 && m.starts_with(word)))
+        .map(|i| i as u32 + 1)
 }
 
 fn read_day(text: &str, digits: bool) -> Option<u32> {
@@ -227,7 +232,8 @@ fn write_ordinal_word(original: &str, day: u32) -> String {
 }
 
 fn write_month_word(original: &str, month: u32) -> String {
-    let full = MONTHS[(month - 1) as usize];
+    let full = MONTH_NAMES[(month - 1) as usize].to_lowercase();
+    let full = full.as_str();
     let word = if original.len() <= 4 && original.len() < full.len() { &full[..3] } else { full };
     match_case(original, word)
 }

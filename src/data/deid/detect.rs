@@ -40,20 +40,7 @@ pub struct PhiDetector {
     hospital_suffix_words: HashSet<String>,
 }
 
-const MONTHS_FULL: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
+use super::dates::MONTH_NAMES as MONTHS_FULL;
 
 /// Ordinal words up to the thirty-first, for dates in words ("the third of July").
 pub(crate) const ORDINAL_WORDS: [&str; 31] = [

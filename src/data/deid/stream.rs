@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::Deidentifier;
 use crate::data::phi::{CharSpan, PhiCategory};
+use crate::data::sniff_delimiter;
 
 /// How a stream is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -382,24 +383,6 @@ fn flush(
         output.write_all(&writer.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?)?;
     }
     Ok(())
-}
-
-/// The most frequent of `,`, `;` and tab outside quotes in the header line.
-fn sniff_delimiter(header: &str) -> u8 {
-    let mut counts = [(b',', 0usize), (b';', 0), (b'\t', 0)];
-    let mut quoted = false;
-    for byte in header.bytes() {
-        if byte == b'"' {
-            quoted = !quoted;
-        } else if !quoted {
-            for (d, n) in &mut counts {
-                if byte == *d {
-                    *n += 1;
-                }
-            }
-        }
-    }
-    counts.iter().max_by_key(|(_, n)| *n).filter(|(_, n)| *n > 0).map_or(b',', |(d, _)| *d)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Writing a document while recording where each identifier went, and writing the
 //! identifiers themselves in their many real-world shapes.
 
-use crate::data::deid::shift_date;
+use crate::data::deid::{MONTH_NAMES, shift_date};
 use crate::data::phi::{PhiCategory, PhiSpan};
 use crate::data::rng::SeededRng;
 
@@ -83,21 +83,6 @@ impl DocWriter {
     }
 }
 
-const MONTHS: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
-
 fn ordinal_suffix(day: u32) -> &'static str {
     match (day % 10, day % 100) {
         (_, 11..=13) => "th",
@@ -110,7 +95,7 @@ fn ordinal_suffix(day: u32) -> &'static str {
 
 /// A date written in one of the shapes notes use, and text that goes before it.
 pub fn format_date((y, m, d): (i64, u32, u32), rng: &mut SeededRng) -> (String, &'static str) {
-    let month = MONTHS[(m - 1) as usize];
+    let month = MONTH_NAMES[(m - 1) as usize];
     let short = &month[..3];
     let text = match rng.below(11) {
         0 => format!("{m:02}/{d:02}/{y}"),
