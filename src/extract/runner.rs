@@ -197,6 +197,7 @@ impl<'m> Extractor<'m> {
             n_threads_batch: options.threads,
             // Each document attends only to its own stream; the shared prefix is copied.
             unified_kv: false,
+            f32_kv: false,
         };
         let mut ctx = Context::new(model, &params)?;
         if !adapters.is_empty() {

@@ -24,6 +24,9 @@ pub struct ContextParams {
     /// One KV buffer shared by all sequences (cells of a copied prefix are shared, not
     /// copied) instead of one stream per sequence.
     pub unified_kv: bool,
+    /// Keep keys and values in F32 instead of F16: training back-propagates through them and
+    /// the CPU has no F16 outer product.
+    pub f32_kv: bool,
 }
 
 impl Default for ContextParams {
@@ -37,6 +40,7 @@ impl Default for ContextParams {
             n_threads: threads,
             n_threads_batch: threads,
             unified_kv: false,
+            f32_kv: false,
         }
     }
 }
@@ -85,6 +89,10 @@ impl<'m> Context<'m> {
         raw.n_threads_batch = params.n_threads_batch;
         raw.no_perf = false;
         raw.kv_unified = params.unified_kv;
+        if params.f32_kv {
+            raw.type_k = llama_sys::GGML_TYPE_F32;
+            raw.type_v = llama_sys::GGML_TYPE_F32;
+        }
         let _shared = model.adapters_read();
         // SAFETY: the model pointer is valid for 'm, which outlives the context; `raw` is
         // a complete parameter struct; the read lock keeps the adapter set still; null

@@ -9,10 +9,13 @@ mod batch;
 mod chat;
 mod context;
 mod model;
+mod opt;
 mod quantize;
 mod sampler;
 mod token;
 
+#[cfg(test)]
+mod opt_tests;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +27,7 @@ pub use batch::Batch;
 pub use chat::{ChatMessage, apply_chat_template};
 pub use context::{Context, ContextParams, PerfCounters};
 pub use model::{Model, ModelParams};
+pub use opt::{IGNORED_LABEL, LoraInit, Optimizer, OptimizerStep, Trainable, Trainer, TrainerParams};
 pub use quantize::{
     ModelQuantizeParams, TensorConversion, can_dequantize, can_quantize_without_importance, dequantize_rows,
     quantize_model, quantize_rows, rows_are_valid,
@@ -72,6 +76,24 @@ pub enum LlamaError {
     AdapterLoad {
         /// The adapter file.
         path: PathBuf,
+    },
+    /// A trainable adapter could not be made.
+    #[error("cannot create the LoRA adapter: {reason}")]
+    LoraInit {
+        /// Why.
+        reason: String,
+    },
+    /// llama.cpp could not write a file (adapter, optimizer state).
+    #[error("llama.cpp could not write {path}")]
+    Save {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A training window was refused.
+    #[error("training step failed: {reason}")]
+    TrainWindow {
+        /// Why.
+        reason: String,
     },
     /// Attaching adapters to a context failed.
     #[error("llama.cpp could not attach the LoRA adapters to the context")]

@@ -94,6 +94,7 @@ pub fn compare_quality(settings: &QualitySettings, text: &str) -> Result<Quality
         n_threads: settings.threads,
         n_threads_batch: settings.threads,
         unified_kv: false,
+        f32_kv: false,
     };
     let mut reference_ctx = Context::new(&reference, &params)?;
     let mut model_ctx = Context::new(&model, &params)?;
