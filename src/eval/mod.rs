@@ -4,12 +4,14 @@
 
 mod answer;
 mod bleu;
+mod chart;
 mod deid;
 mod error;
 mod extract;
 mod mcq;
 mod perplexity;
 mod porter;
+mod report;
 mod rouge;
 mod stats;
 mod summary;
@@ -26,6 +28,10 @@ pub use mcq::{
 };
 pub use perplexity::{PerplexityReport, PerplexitySettings, perplexity};
 pub use porter::porter_stem;
+pub use report::{
+    DeidTask, ExtractTask, McqTask, PerplexityTask, Report, ReportSettings, Suite, SummaryTask, TaskOutcome,
+    TaskResult, Tuned, render_markdown, run_report, write_report,
+};
 pub use rouge::{CorpusRouge, Prf, RougeScores, corpus_rouge, rouge, rouge_tokens};
 pub use stats::{Estimate, mean_interval, wilson_interval};
 pub use summary::{

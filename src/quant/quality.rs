@@ -132,6 +132,9 @@ impl ChunkPlan {
     }
 }
 
+/// Hears (position in the chunk, each context's logits there, the true next token).
+pub(crate) type PositionSink<'a> = dyn FnMut(usize, &[&[f32]], Token) + 'a;
+
 /// Decodes every chunk of `tokens` in each of `contexts` (all of the same vocabulary) and
 /// hands `on_position` the logits of each context at every scored position (the second
 /// half of the chunk, as llama-perplexity does) with the token that truly follows.
@@ -139,7 +142,7 @@ pub(crate) fn score_chunks(
     contexts: &mut [&mut Context<'_>],
     tokens: &[Token],
     plan: &ChunkPlan,
-    on_position: &mut dyn FnMut(usize, &[&[f32]], Token),
+    on_position: &mut PositionSink<'_>,
 ) -> Result<(), QuantError> {
     let ctx = plan.ctx;
     let Some(first) = contexts.first() else { return Ok(()) };
