@@ -45,3 +45,47 @@ impl TensorProgress {
         }
     }
 }
+
+/// Progress over items (questions, documents, tasks): a bar when stderr is a terminal,
+/// nothing otherwise or with --quiet.
+#[derive(Debug, Clone)]
+pub(crate) struct ItemProgress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl ItemProgress {
+    /// A bar of `total` items named `what`.
+    pub fn new(global: &GlobalOptions, total: usize, what: &str) -> ItemProgress {
+        let bar = (!global.quiet && std::io::stderr().is_terminal()).then(|| {
+            let template = format!("{{bar:30}} {{pos}}/{{len}} {what} {{msg}}");
+            let bar = indicatif::ProgressBar::new(total as u64).with_style(
+                indicatif::ProgressStyle::with_template(&template)
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            bar
+        });
+        ItemProgress { bar }
+    }
+
+    /// `done` items are finished.
+    pub fn set(&self, done: usize) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done as u64);
+        }
+    }
+
+    /// Says what is being done now.
+    pub fn message(&self, message: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(message.to_string());
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -11,6 +11,7 @@ mod tests;
 use std::path::PathBuf;
 
 pub use imatrix::read_importance_matrix;
+pub(crate) use quality::{ChunkPlan, score_chunks, token_nll};
 pub use quality::{QualityReport, QualitySettings, TokenStats, compare_quality};
 pub use quantize::{QuantizeReport, QuantizeSettings, TensorRetype, parse_file_type, quantize};
 

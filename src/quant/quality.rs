@@ -81,51 +81,107 @@ pub fn compare_quality(settings: &QualitySettings, text: &str) -> Result<Quality
     if model.tokenize(text, false, false)? != tokens {
         return Err(QuantError::Incomparable("the models tokenize the text differently".into()));
     }
-    let ctx = settings.ctx.min(tokens.len());
-    if ctx < 4 {
-        return Err(QuantError::TextTooShort { tokens: tokens.len(), needed: 4 });
-    }
-    let n_chunks = (tokens.len() / ctx).min(settings.max_chunks.unwrap_or(usize::MAX)).max(1);
-    let params = ContextParams {
-        n_ctx: ctx as u32,
-        n_batch: ctx as u32,
-        n_ubatch: ctx.min(512) as u32,
-        n_seq_max: 1,
-        n_threads: settings.threads,
-        n_threads_batch: settings.threads,
-        unified_kv: false,
-        f32_kv: false,
-    };
+    let plan = ChunkPlan::new(tokens.len(), settings.ctx, settings.max_chunks)?;
+    let params = plan.context_params(settings.threads);
     let mut reference_ctx = Context::new(&reference, &params)?;
     let mut model_ctx = Context::new(&model, &params)?;
+    let mut totals = Totals::default();
+    score_chunks(&mut [&mut reference_ctx, &mut model_ctx], &tokens, &plan, &mut |_, logits, next| {
+        let [ref_logits, model_logits] = logits else { unreachable!("two contexts") };
+        totals.add(&compare_position(ref_logits, model_logits, next.0 as usize));
+    })?;
+    let (ctx, n_chunks) = (plan.ctx, plan.chunks);
+    Ok(totals.report(settings, ctx, n_chunks))
+}
+
+/// How a text of some tokens is cut into scored chunks, the llama-perplexity way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChunkPlan {
+    /// Tokens per chunk (the asked size, or the whole text when shorter).
+    pub ctx: usize,
+    /// Chunks scored.
+    pub chunks: usize,
+}
+
+impl ChunkPlan {
+    /// Chunks of `ctx` tokens over `n_tokens`, at most `max_chunks` of them.
+    pub(crate) fn new(
+        n_tokens: usize,
+        ctx: usize,
+        max_chunks: Option<usize>,
+    ) -> Result<ChunkPlan, QuantError> {
+        let ctx = ctx.min(n_tokens);
+        if ctx < 4 {
+            return Err(QuantError::TextTooShort { tokens: n_tokens, needed: 4 });
+        }
+        let chunks = (n_tokens / ctx).min(max_chunks.unwrap_or(usize::MAX)).max(1);
+        Ok(ChunkPlan { ctx, chunks })
+    }
+
+    /// A context that holds one chunk.
+    pub(crate) fn context_params(&self, threads: i32) -> ContextParams {
+        ContextParams {
+            n_ctx: self.ctx as u32,
+            n_batch: self.ctx as u32,
+            n_ubatch: self.ctx.min(512) as u32,
+            n_seq_max: 1,
+            n_threads: threads,
+            n_threads_batch: threads,
+            unified_kv: false,
+            f32_kv: false,
+        }
+    }
+}
+
+/// Hears (position in the chunk, each context's logits there, the true next token).
+pub(crate) type PositionSink<'a> = dyn FnMut(usize, &[&[f32]], Token) + 'a;
+
+/// Decodes every chunk of `tokens` in each of `contexts` (all of the same vocabulary) and
+/// hands `on_position` the logits of each context at every scored position (the second
+/// half of the chunk, as llama-perplexity does) with the token that truly follows.
+pub(crate) fn score_chunks(
+    contexts: &mut [&mut Context<'_>],
+    tokens: &[Token],
+    plan: &ChunkPlan,
+    on_position: &mut PositionSink<'_>,
+) -> Result<(), QuantError> {
+    let ctx = plan.ctx;
+    let Some(first) = contexts.first() else { return Ok(()) };
+    let model = first.model();
     let mut batch = Batch::new(ctx, 1);
     let first_scored = ctx / 2;
-
-    let mut totals = Totals::default();
-    for chunk in tokens.chunks_exact(ctx).take(n_chunks) {
+    for chunk in tokens.chunks_exact(ctx).take(plan.chunks) {
         batch.clear();
         for (pos, &token) in chunk.iter().enumerate() {
             // As llama-perplexity does: a chunk starts with BOS when the model expects one.
-            let token = match (pos, reference.adds_bos(), reference.bos()) {
+            let token = match (pos, model.adds_bos(), model.bos()) {
                 (0, true, Some(bos)) => bos,
                 _ => token,
             };
             batch.add(token, pos as i32, &[0], pos >= first_scored)?;
         }
-        for context in [&mut reference_ctx, &mut model_ctx] {
+        for context in contexts.iter_mut() {
             context.clear_memory();
             context.decode(&batch)?;
         }
         for pos in first_scored..ctx - 1 {
-            let next: Token = chunk[pos + 1];
-            let (Some(ref_logits), Some(model_logits)) = (reference_ctx.logits(pos), model_ctx.logits(pos))
-            else {
-                return Err(QuantError::Incomparable(format!("no logits at position {pos}")));
-            };
-            totals.add(&compare_position(ref_logits, model_logits, next.0 as usize));
+            let mut rows: Vec<&[f32]> = Vec::with_capacity(contexts.len());
+            for context in contexts.iter() {
+                rows.push(
+                    context
+                        .logits(pos)
+                        .ok_or_else(|| QuantError::Incomparable(format!("no logits at position {pos}")))?,
+                );
+            }
+            on_position(pos, &rows, chunk[pos + 1]);
         }
     }
-    Ok(totals.report(settings, ctx, n_chunks))
+    Ok(())
+}
+
+/// Negative log-likelihood of `next` under `logits`, in nats.
+pub(crate) fn token_nll(logits: &[f32], next: Token) -> f64 {
+    -log_softmax(logits)[next.0 as usize]
 }
 
 /// The comparison at one position.

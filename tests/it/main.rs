@@ -2,6 +2,7 @@
 #![allow(missing_docs)]
 
 mod cli_data;
+mod cli_eval;
 mod cli_extract;
 mod cli_generate;
 mod cli_gguf_tools;
