@@ -6,6 +6,7 @@ pub mod dev;
 mod diff;
 mod eval;
 mod extract;
+mod finetune;
 mod generate;
 mod info;
 mod lora;
@@ -67,6 +68,8 @@ enum Command {
     Synth(synth::SynthArgs),
     /// Evaluate: score predictions against gold labels.
     Eval(eval::EvalArgs),
+    /// Fine-tune a model (LoRA or full) through llama.cpp's training path.
+    Finetune(finetune::FinetuneArgs),
     /// Package a GGUF as an Ollama model, install it, and push or pull it over a registry.
     Ollama(ollama::OllamaArgs),
     /// Quantize (or dequantize) a GGUF model with llama.cpp's quantizer.
@@ -94,6 +97,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Prepare(args) => prepare::run(args, &global),
         Command::Synth(args) => synth::run(args, &global),
         Command::Eval(args) => eval::run(args, &global),
+        Command::Finetune(args) => finetune::run(args, &global),
         Command::Ollama(args) => ollama::run(args, &global),
         Command::Quantize(args) => quantize::run(args, &global),
         Command::Lora(args) => lora::run(args, &global),

@@ -113,13 +113,75 @@ pub fn bar_chart(path: &Path, title: &str, metric: &str, bars: &[Bar]) -> Result
         };
         draw().map_err(|e| fail(e.to_string()))?;
     }
+    write_png(path, &pixels)
+}
+
+/// One line of a line chart: its legend and points.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// Legend.
+    pub label: String,
+    /// (x, y) points in order of x.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Draws `lines` (such as training and validation loss by step) into a PNG at `path`.
+pub fn line_chart(path: &Path, title: &str, x_desc: &str, y_desc: &str, lines: &[Line]) -> Result<(), EvalError> {
+    let fail = |reason: String| EvalError::Chart { path: path.to_path_buf(), reason };
+    font().map_err(fail)?;
+    let (w, h) = SIZE;
+    let mut pixels = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area();
+        let all = lines.iter().flat_map(|l| l.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
+        let (mut x_max, mut y_max) = (1.0f64, 0.0f64);
+        for (x, y) in all {
+            x_max = x_max.max(*x);
+            y_max = y_max.max(*y);
+        }
+        let y_max = if y_max <= 0.0 { 1.0 } else { y_max * 1.1 };
+        let draw = || -> Result<(), Box<dyn std::error::Error + '_>> {
+            root.fill(&WHITE)?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(title, ("sans-serif", 22))
+                .margin(16)
+                .x_label_area_size(36)
+                .y_label_area_size(64)
+                .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
+            chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).label_style(("sans-serif", 15)).draw()?;
+            let colours = [RGBColor(96, 125, 139), RGBColor(230, 81, 0), RGBColor(0, 137, 123)];
+            for (i, line) in lines.iter().enumerate() {
+                let colour = colours[i % colours.len()];
+                chart
+                    .draw_series(LineSeries::new(line.points.iter().copied(), colour.stroke_width(2)))?
+                    .label(line.label.clone())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 15))
+                .draw()?;
+            root.present()?;
+            Ok(())
+        };
+        draw().map_err(|e| fail(e.to_string()))?;
+    }
+    write_png(path, &pixels)
+}
+
+/// Encodes an RGB buffer of [`SIZE`] as PNG and writes it atomically.
+fn write_png(path: &Path, pixels: &[u8]) -> Result<(), EvalError> {
+    let fail = |reason: String| EvalError::Chart { path: path.to_path_buf(), reason };
+    let (w, h) = SIZE;
     let mut png_bytes = Vec::new();
     {
         let mut encoder = png::Encoder::new(&mut png_bytes, w, h);
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
         let mut writer = encoder.write_header().map_err(|e| fail(e.to_string()))?;
-        writer.write_image_data(&pixels).map_err(|e| fail(e.to_string()))?;
+        writer.write_image_data(pixels).map_err(|e| fail(e.to_string()))?;
     }
     crate::atomic_file::write_atomically(path, |f| std::io::Write::write_all(f, &png_bytes))
         .map_err(|source| EvalError::Io { path: path.to_path_buf(), source })

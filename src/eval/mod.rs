@@ -4,7 +4,7 @@
 
 mod answer;
 mod bleu;
-mod chart;
+pub mod chart;
 mod deid;
 mod error;
 mod extract;

@@ -25,7 +25,7 @@ pub use adapter::LoraAdapter;
 pub use backend::{init_backend, system_info};
 pub use batch::Batch;
 pub use chat::{ChatMessage, apply_chat_template};
-pub use context::{Context, ContextParams, PerfCounters};
+pub use context::{Context, ContextParams, PerfCounters, default_threads};
 pub use model::{Model, ModelParams};
 pub use opt::{IGNORED_LABEL, LoraInit, Optimizer, OptimizerStep, Trainable, Trainer, TrainerParams};
 pub use quantize::{

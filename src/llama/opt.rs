@@ -72,6 +72,19 @@ impl<'m> LoraAdapter<'m> {
 }
 
 impl Model {
+    /// Writes the model as llama.cpp holds it now (after full fine-tuning) as a GGUF. Not
+    /// atomic: the caller writes to a temporary name and renames.
+    pub fn save(&self, path: &Path) -> Result<(), LlamaError> {
+        let c_path = path_to_cstring(path)?;
+        // SAFETY: the model is live; `c_path` is NUL-terminated; the call only reads the model.
+        unsafe { llama_sys::llama_model_save_to_file(self.as_ptr(), c_path.as_ptr()) };
+        // llama.cpp reports no status: a file that is there and opens as GGUF is the check.
+        match crate::gguf::GgufFile::open(path) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(LlamaError::Save { path: path.to_path_buf() }),
+        }
+    }
+
     /// The raw bytes of one of the model's tensors, as llama.cpp holds them now (after any
     /// training). None if the model has no tensor of that name.
     pub fn tensor_bytes(&self, name: &str) -> Option<Vec<u8>> {
@@ -293,11 +306,14 @@ impl<'m> Trainer<'m> {
         let c_path = path_to_cstring(path)?;
         // SAFETY: the context is live and went through opt_init; the path is NUL-terminated.
         let status = unsafe { llama_sys::llama_opt_state_load(self.context.as_ptr(), c_path.as_ptr()) };
-        if status == 0 {
-            Ok(())
-        } else {
-            Err(LlamaError::TrainWindow { reason: format!("cannot read optimizer state {}", path.display()) })
-        }
+        let why = match status {
+            0 => return Ok(()),
+            -3 => "not a GGUF file",
+            -4 => "no optimizer step count in it",
+            -5 => "a moment tensor is not F32",
+            _ => "unreadable",
+        };
+        Err(LlamaError::TrainWindow { reason: format!("cannot read optimizer state {}: {why}", path.display()) })
     }
 }
 

@@ -176,6 +176,9 @@ pub enum TrainError {
         /// The error.
         source: std::io::Error,
     },
+    /// An output could not be written.
+    #[error("cannot write the output: {0}")]
+    Write(#[from] std::io::Error),
     /// Nothing to train on.
     #[error("no usable training example in {path} ({detail})")]
     NoData {
@@ -419,7 +422,7 @@ pub fn finetune(
     }
     write_atomically(&log_path, |w| std::io::Write::write_all(w, log_lines.as_bytes())).map_err(io_error(&log_path))?;
     let png = settings.output.join("loss.png");
-    if let Err(e) = crate::eval::chart::loss_curve(&history, &png) {
+    if let Err(e) = loss_curve(&history, &png) {
         observer.note(&format!("no loss curve: {e}"));
     }
     drop(trainer);
@@ -456,6 +459,17 @@ pub fn finetune(
         interrupted,
         notes,
     })
+}
+
+/// Training loss per step and validation loss where measured, as a PNG.
+fn loss_curve(history: &[LogRecord], path: &Path) -> Result<(), crate::eval::EvalError> {
+    use crate::eval::chart::{Line, line_chart};
+    let train = Line { label: "train loss".into(), points: history.iter().map(|r| (r.step as f64, r.loss)).collect() };
+    let val = Line {
+        label: "validation loss".into(),
+        points: history.iter().filter_map(|r| r.val_loss.map(|v| (r.step as f64, v))).collect(),
+    };
+    line_chart(path, "medllm finetune", "step", "loss", &[train, val])
 }
 
 fn base_is_f32(path: &Path) -> Result<bool, TrainError> {

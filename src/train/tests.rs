@@ -59,7 +59,7 @@ fn chat_examples_train_on_the_response_only_unless_asked() {
     let ex = &data.examples[0];
     let trained: Vec<Token> = ex.tokens.iter().zip(&ex.train).filter(|(_, t)| **t).map(|(t, _)| *t).collect();
     let text = model.detokenize(&trained, true);
-    assert!(text.starts_with("angina"), "the trained tokens are the response: {text:?}");
+    assert!(text.trim_start().starts_with("angina"), "the trained tokens are the response: {text:?}");
     assert!(!text.contains("chest"), "the prompt is not trained: {text:?}");
     assert!(ex.train.iter().filter(|t| !**t).count() > 5);
 
