@@ -3,7 +3,9 @@
 # libclang (bindgen), a C++ compiler and git (applies our llama.cpp patches); and what its
 # tests need: docker-registry (the `ollama push`/`pull` tests start one on loopback),
 # ssh-keygen (the Ollama key tests read a key it writes) and go (the Ollama template tests
-# render templates with Go's text/template, as Ollama does).
+# render templates with Go's text/template, as Ollama does), python3-venv (the metric parity
+# test installs rouge-score and sacrebleu into a venv) and a TrueType font (eval report's
+# chart labels).
 # Debian/Ubuntu: uses apt-get (as root, or through sudo). Does nothing when all is present.
 set -euo pipefail
 
@@ -14,6 +16,8 @@ command -v git >/dev/null 2>&1 || missing+=(git)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 if ! ldconfig -p 2>/dev/null | grep -qE 'libclang(-[0-9.]+)?\.so'; then
   missing+=(libclang-dev)
 fi

@@ -14,8 +14,8 @@ use crate::data::{InputOptions, read_inputs};
 use crate::eval::{
     ExtractionScores, GoldPhiDocument, GoldRecord, IndexBase, McqMethod, McqSettings, PerplexitySettings,
     ReportSettings, Suite, SummarySettings, Tuned, answer_questions, generate_summaries, perplexity,
-    questions_from_synth, read_documents, read_questions, read_summaries, render_markdown, run_report,
-    score_deid, score_extraction, score_mcq, score_summaries, write_report,
+    questions_from_synth, read_documents, read_perplexity_text, read_questions, read_summaries,
+    render_markdown, run_report, score_deid, score_extraction, score_mcq, score_summaries, write_report,
 };
 use crate::extract::{
     ExtractOptions, ExtractionRecord, ExtractionSchema, Extractor, OutputConstraint, SchemaLimits,
@@ -129,7 +129,8 @@ struct EvalSummaryArgs {
 struct EvalPerplexityArgs {
     #[command(flatten)]
     model: ModelOptions,
-    /// The text to score (UTF-8).
+    /// The text to score: UTF-8 text, or JSON lines whose `text` fields are joined
+    /// (a `.jsonl` file such as `medllm synth`'s documents.jsonl).
     #[arg(long, value_name = "FILE")]
     text: PathBuf,
     /// Score at most this many chunks (default: the whole text).
@@ -613,8 +614,7 @@ fn finish_summary(
 }
 
 fn eval_perplexity(args: EvalPerplexityArgs, _global: &GlobalOptions) -> Result<Outcome> {
-    let text = std::fs::read_to_string(&args.text)
-        .with_context(|| format!("cannot read {}", args.text.display()))?;
+    let text = read_perplexity_text(&args.text)?;
     let model = args.model.load_model()?;
     let adapters = args.model.load_adapters(&model)?;
     let adapter_refs: Vec<_> = adapters.iter().map(|(a, s)| (a, *s)).collect();

@@ -26,7 +26,7 @@ pub use mcq::{
     IndexBase, LETTERS, McqAnswer, McqScores, Question, QuestionSet, SkippedQuestion, parse_questions,
     read_questions, score_mcq,
 };
-pub use perplexity::{PerplexityReport, PerplexitySettings, perplexity};
+pub use perplexity::{PerplexityReport, PerplexitySettings, perplexity, read_perplexity_text};
 pub use porter::porter_stem;
 pub use report::{
     DeidTask, ExtractTask, McqTask, PerplexityTask, Report, ReportSettings, Suite, SummaryTask, TaskOutcome,

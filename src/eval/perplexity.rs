@@ -40,6 +40,21 @@ pub struct PerplexityReport {
     pub perplexity_stderr: f64,
 }
 
+/// The text of a file to score: plain text as it is, or, for a `.jsonl` file, the
+/// `text` field of every line, separated by blank lines (a `medllm synth` corpus).
+pub fn read_perplexity_text(path: &std::path::Path) -> Result<String, EvalError> {
+    let text = std::fs::read_to_string(path).map_err(|source| EvalError::Io { path: path.into(), source })?;
+    if path.extension().is_none_or(|e| e != "jsonl") {
+        return Ok(text);
+    }
+    let parts: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("text").and_then(serde_json::Value::as_str).map(str::to_string))
+        .collect();
+    Ok(parts.join("\n\n"))
+}
+
 /// Scores `text` with `model` and `adapters`.
 pub fn perplexity(
     model: &Model,

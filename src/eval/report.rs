@@ -24,7 +24,7 @@ use super::chart::{Bar, bar_chart};
 use super::deid::{GoldPhiDocument, score_deid};
 use super::extract::{GoldRecord, score_extraction};
 use super::mcq::{IndexBase, read_questions, score_mcq};
-use super::perplexity::{PerplexitySettings, perplexity};
+use super::perplexity::{PerplexitySettings, perplexity, read_perplexity_text};
 use super::stats::{Estimate, mean_interval, wilson_interval};
 use super::summary::{SummarySettings, generate_summaries, read_documents, read_summaries, score_summaries};
 use crate::data::deid::PhiDetector;
@@ -398,8 +398,7 @@ fn run_task(
         }
         "perplexity" => {
             let task = suite.perplexity.as_ref().expect("listed");
-            let text = std::fs::read_to_string(&task.text)
-                .map_err(|source| EvalError::Io { path: task.text.clone(), source })?;
+            let text = read_perplexity_text(&task.text)?;
             let settings = PerplexitySettings { ctx: task.ctx, max_chunks: task.chunks, threads };
             let r = perplexity(model, adapters, &text, &settings)?;
             let half = 1.959_964 * r.perplexity_stderr;
@@ -426,15 +425,21 @@ fn run_task(
             };
             let mut extractor =
                 Extractor::new(model, adapters, OutputConstraint::Schema(schema), options).map_err(engine)?;
+            let (gold, bad_gold) = read_gold_records(&task.gold)?;
+            let gold_ids: HashSet<String> = gold.iter().map(|g| g.id.clone()).collect();
             let docs = [task.docs.clone()];
             let input_options = InputOptions::default();
-            let inputs = read_inputs(&docs, &input_options).take(task.limit.unwrap_or(usize::MAX));
             let mut unreadable = 0usize;
-            let inputs = inputs.filter(|item| {
-                let failed = matches!(item, InputItem::Failed { .. });
-                unreadable += usize::from(failed);
-                !failed
-            });
+            // Only documents with gold are run (a synth corpus mixes kinds).
+            let inputs = read_inputs(&docs, &input_options)
+                .filter(|item| match item {
+                    InputItem::Failed { .. } => {
+                        unreadable += 1;
+                        false
+                    }
+                    InputItem::Document(d) => gold_ids.contains(&d.id),
+                })
+                .take(task.limit.unwrap_or(usize::MAX));
             let mut records = Vec::new();
             extractor
                 .run(inputs, &mut |r| {
@@ -442,7 +447,6 @@ fn run_task(
                     Ok::<_, std::convert::Infallible>(())
                 })
                 .map_err(engine)?;
-            let (gold, bad_gold) = read_gold_records(&task.gold)?;
             let ids: HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
             let gold: Vec<GoldRecord> = gold.into_iter().filter(|g| ids.contains(g.id.as_str())).collect();
             let scores = score_extraction(&gold, &records);
