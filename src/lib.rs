@@ -14,6 +14,7 @@ pub mod llama;
 pub mod lora;
 pub mod ollama;
 pub mod quant;
+pub mod serve;
 
 #[cfg(test)]
 mod test_support;
