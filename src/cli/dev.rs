@@ -142,6 +142,7 @@ pub const DOCUMENTED_COMMANDS: &[&str] = &[
     "lora merge",
     "quality",
     "diff",
+    "serve",
 ];
 /// Marks the start of the generated block in a docs page.
 pub const HELP_START: &str = "<!-- help:start -->";

@@ -13,7 +13,9 @@ use llguidance::toktrie::SimpleVob;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::metrics::Metrics;
-use crate::extract::{ConstraintFactory, DocumentConstraint, SplitMix, choose, only_token};
+use crate::extract::{
+    ArrayRepeatScanner, ConstraintFactory, DocumentConstraint, ExtractError, SplitMix, choose, only_token,
+};
 use crate::llama::{
     Batch, Context, ContextParams, LoraAdapter, Model, Sampler, SamplingParams, Token, Utf8Stream,
 };
@@ -30,6 +32,9 @@ pub(crate) struct Job {
     pub max_tokens: usize,
     /// Texts that end the answer (not included in it).
     pub stop: Vec<String>,
+    /// Under a constraint: roll back a repeated array item and close the array, as
+    /// `medllm extract` does. The text is then sent whole at the end (it may be taken back).
+    pub repeat_control: bool,
     /// After this the request ends with [`FinishReason::Timeout`].
     pub deadline: Instant,
     /// Where text and the end go; a closed receiver (the client left) cancels the job.
@@ -97,7 +102,11 @@ struct Active<'m> {
     sampler: Option<Sampler<'m>>,
     rng: SplitMix,
     next_mask: Option<SimpleVob>,
-    generated: usize,
+    /// Generated tokens, the output bytes, and where each token's bytes end.
+    tokens: Vec<Token>,
+    output: Vec<u8>,
+    token_ends: Vec<usize>,
+    scanner: ArrayRepeatScanner,
     text: Utf8Stream,
     /// Text held back because it may be the start of a stop text.
     held: String,
@@ -241,11 +250,11 @@ pub(crate) fn run<'m>(
         }
         metrics.decoded_tokens.fetch_add(batch.len() as u64, Ordering::Relaxed);
         for &(i, _) in &added {
-            let sequence = &mut sequences[i];
-            let Some(active) = sequence.active.as_mut() else { continue };
+            let Sequence { cached, active } = &mut sequences[i];
+            let Some(active) = active.as_mut() else { continue };
             let Some(index) = active.logits_at.take() else { continue };
             active.in_prompt = false;
-            if let Err(e) = step(model, &ctx, factory, eos, active, index, room) {
+            if let Err(e) = step(model, &mut ctx, i as i32, cached, factory, eos, active, index, room) {
                 tracing::warn!("a request failed while choosing tokens: {e}");
                 active.finished = Some(FinishReason::Error("the constraint failed".into()));
             }
@@ -312,7 +321,10 @@ fn start<'m>(
         sampler,
         rng,
         next_mask: None,
-        generated: 0,
+        tokens: Vec::new(),
+        output: Vec::new(),
+        token_ends: Vec::new(),
+        scanner: ArrayRepeatScanner::default(),
         text: Utf8Stream::default(),
         held: String::new(),
         cached_tokens: keep,
@@ -328,29 +340,43 @@ fn common_prefix(a: &[Token], b: &[Token]) -> usize {
 }
 
 /// Chooses the next token of `active` from logits row `index`, sends its text, and queues
-/// it (with any tokens the constraint forces after it) for the next batch.
+/// it (with any tokens the constraint forces after it) for the next batch. Under
+/// repetition control a repeated array item is rolled back (from the KV cache too) and the
+/// array closed, as `medllm extract` does.
 #[allow(clippy::too_many_arguments)]
 fn step<'m>(
     model: &'m Model,
-    ctx: &Context<'m>,
+    ctx: &mut Context<'m>,
+    seq: i32,
+    cached: &mut Vec<Token>,
     factory: Option<&ConstraintFactory>,
     eos: Option<Token>,
     active: &mut Active<'m>,
     index: usize,
     room: usize,
-) -> Result<(), crate::extract::ExtractError> {
-    use crate::extract::ExtractError;
+) -> Result<(), ExtractError> {
     if active.first_token.is_none() {
         active.first_token = Some(Instant::now());
     }
     let budget = active.job.max_tokens.min(room.saturating_sub(active.job.prompt.len() + 1));
+    let decoded = active.tokens.len();
     let token = match (&mut active.sampler, &mut active.job.constraint) {
         (Some(sampler), _) => sampler.sample(ctx, index),
         (None, Some(constraint)) => {
-            let mask = match active.next_mask.take() {
+            let mut mask = match active.next_mask.take() {
                 Some(mask) => mask,
                 None => constraint.allowed()?,
             };
+            // A token repeated many times in a row inside a string is a loop, not data.
+            if active.job.repeat_control
+                && let Some(&last) = active.tokens.last()
+                && active.scanner.in_string()
+                && active.tokens.len() >= MAX_TOKEN_RUN
+                && active.tokens[active.tokens.len() - MAX_TOKEN_RUN..].iter().all(|&t| t == last)
+                && mask.num_set() > 1
+            {
+                mask.disallow_token(last.0 as u32);
+            }
             let logits = ctx.logits(index).ok_or_else(|| ExtractError::Constraint("no logits".into()))?;
             choose(logits, &mask, active.job.sampling.temperature, &mut active.rng)
                 .ok_or_else(|| ExtractError::Constraint("the schema allows no token here".into()))?
@@ -361,72 +387,170 @@ fn step<'m>(
         active.finished = Some(FinishReason::Stop);
         return Ok(());
     }
-    let mut new_tokens = vec![token];
-    if let Some(constraint) = &mut active.job.constraint {
-        constraint.accept(token)?;
-        // Text the constraint forces (keys, punctuation) is taken without asking the model.
-        let factory = factory.expect("constrained jobs come with a factory");
-        loop {
-            if constraint.is_stopped() {
-                active.finished = Some(match constraint.error() {
-                    Some(_) => FinishReason::Error("the constraint failed".into()),
-                    None => FinishReason::Stop,
-                });
-                break;
-            }
-            let forced = constraint.forced_bytes();
-            if !forced.is_empty() {
-                let mut tokens = factory.tokenize_forced(model, &forced);
-                tokens.truncate(budget.saturating_sub(active.generated + new_tokens.len()));
-                let accepted = constraint.accept_prefix(&tokens)?;
-                new_tokens.extend_from_slice(&tokens[..accepted]);
-                if accepted > 0 {
-                    continue;
-                }
-            }
-            let mask = constraint.allowed()?;
-            match only_token(&mask) {
-                Some(t) if Some(t) == eos => {
-                    active.finished = Some(FinishReason::Stop);
-                    break;
-                }
-                Some(t) if active.generated + new_tokens.len() < budget => {
-                    constraint.accept(t)?;
-                    new_tokens.push(t);
-                }
-                _ => {
-                    active.next_mask = Some(mask);
-                    break;
-                }
-            }
+    push_token(model, active, token)?;
+    if active.job.constraint.is_some() {
+        follow_forced(model, factory, eos, active, budget)?;
+        if active.job.repeat_control
+            && active.finished.is_none()
+            && let Some(repeat) = active.scanner.scan(&active.output)
+            && cut_repeat(model, ctx, seq, cached, active, repeat.cut_at, decoded)?
+        {
+            follow_forced(model, factory, eos, active, budget)?;
         }
     }
-    for &t in &new_tokens {
-        active.generated += 1;
-        let piece = active.text.push(&model.token_piece(t, false));
-        emit(active, &piece);
-        if active.finished.is_some() && active.finished != Some(FinishReason::Stop) {
-            break;
+    if !active.job.repeat_control {
+        // Streamed as it comes (repetition control, which may take text back, buffers).
+        let from = decoded.min(active.tokens.len());
+        let start = if from == 0 { 0 } else { active.token_ends[from - 1] };
+        let bytes = active.output[start..].to_vec();
+        let piece = active.text.push(&bytes);
+        if emit(active, &piece) {
+            return Ok(());
         }
     }
-    if active.finished.is_none() && active.generated >= budget {
+    if active.finished.is_none() && active.tokens.len() >= budget {
         active.finished = Some(FinishReason::Length);
     }
     if active.finished.is_none() {
-        active.pending = new_tokens;
+        let in_cache = cached.len().saturating_sub(active.job.prompt.len()).min(active.tokens.len());
+        active.pending = active.tokens[in_cache..].to_vec();
     }
     Ok(())
 }
 
+/// Longest run of one token allowed inside a string under repetition control.
+const MAX_TOKEN_RUN: usize = 8;
+
+fn push_token(model: &Model, active: &mut Active<'_>, token: Token) -> Result<(), ExtractError> {
+    if let Some(constraint) = &mut active.job.constraint {
+        constraint.accept(token)?;
+    }
+    active.output.extend(model.token_piece(token, false));
+    active.tokens.push(token);
+    active.token_ends.push(active.output.len());
+    Ok(())
+}
+
+/// Takes the text the constraint forces (keys, punctuation) without asking the model,
+/// until a real choice or the end.
+fn follow_forced(
+    model: &Model,
+    factory: Option<&ConstraintFactory>,
+    eos: Option<Token>,
+    active: &mut Active<'_>,
+    budget: usize,
+) -> Result<(), ExtractError> {
+    let factory = factory.expect("constrained jobs come with a factory");
+    loop {
+        let Some(constraint) = &mut active.job.constraint else { return Ok(()) };
+        if constraint.is_stopped() {
+            active.finished = Some(match constraint.error() {
+                Some(_) => FinishReason::Error("the constraint failed".into()),
+                None => FinishReason::Stop,
+            });
+            return Ok(());
+        }
+        let forced = constraint.forced_bytes();
+        if !forced.is_empty() {
+            let mut tokens = factory.tokenize_forced(model, &forced);
+            tokens.truncate(budget.saturating_sub(active.tokens.len()));
+            let accepted = constraint.accept_prefix(&tokens)?;
+            for &token in &tokens[..accepted] {
+                active.output.extend(model.token_piece(token, false));
+                active.tokens.push(token);
+                active.token_ends.push(active.output.len());
+            }
+            if accepted > 0 {
+                continue;
+            }
+        }
+        let Some(constraint) = &mut active.job.constraint else { return Ok(()) };
+        let mask = constraint.allowed()?;
+        match only_token(&mask) {
+            Some(t) if Some(t) == eos => {
+                active.finished = Some(FinishReason::Stop);
+                return Ok(());
+            }
+            Some(t) if active.tokens.len() < budget => push_token(model, active, t)?,
+            _ => {
+                active.next_mask = Some(mask);
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Removes the output from byte `cut_at` on (a repeated array item and its comma), closes
+/// the array, and drops what was decoded past the kept tokens from the KV cache. Returns
+/// false, leaving everything as it was, when the schema does not allow the array to end
+/// there or the cache cannot be cut.
+fn cut_repeat(
+    model: &Model,
+    ctx: &mut Context<'_>,
+    seq: i32,
+    cached: &mut Vec<Token>,
+    active: &mut Active<'_>,
+    cut_at: usize,
+    decoded: usize,
+) -> Result<bool, ExtractError> {
+    let Some(constraint) = &mut active.job.constraint else { return Ok(false) };
+    let saved = (constraint.clone(), active.tokens.clone(), active.token_ends.clone(), active.output.clone());
+    let keep = active.token_ends.partition_point(|&end| end <= cut_at);
+    let kept_end = if keep == 0 { 0 } else { active.token_ends[keep - 1] };
+    let mut tail = active.output[kept_end..cut_at].to_vec();
+    tail.push(b']');
+    constraint.rollback(active.tokens.len() - keep)?;
+    active.tokens.truncate(keep);
+    active.token_ends.truncate(keep);
+    active.output.truncate(kept_end);
+    let restore = |active: &mut Active<'_>, saved: (DocumentConstraint, Vec<Token>, Vec<usize>, Vec<u8>)| {
+        if let Some(constraint) = &mut active.job.constraint {
+            *constraint = saved.0;
+        }
+        (active.tokens, active.token_ends, active.output) = (saved.1, saved.2, saved.3);
+    };
+    let mut rest: &[u8] = &tail;
+    while !rest.is_empty() {
+        let Some(constraint) = &mut active.job.constraint else { return Ok(false) };
+        let mask = constraint.allowed()?;
+        let mut best: Option<(Token, usize)> = None;
+        mask.iter_set_entries(|i| {
+            let piece = model.token_piece(Token(i as i32), false);
+            if !piece.is_empty() && rest.starts_with(&piece) && best.is_none_or(|(_, n)| piece.len() > n) {
+                best = Some((Token(i as i32), piece.len()));
+            }
+        });
+        let Some((token, len)) = best else {
+            restore(active, saved);
+            return Ok(false);
+        };
+        push_token(model, active, token)?;
+        rest = &rest[len..];
+    }
+    if keep < decoded {
+        let prompt = active.job.prompt.len();
+        if !ctx.remove_positions(seq, Some((prompt + keep) as i32), None) {
+            restore(active, saved);
+            active.scanner.scan(&active.output);
+            return Ok(false);
+        }
+        cached.truncate(prompt + keep);
+    }
+    active.next_mask = None;
+    active.scanner = ArrayRepeatScanner::default();
+    active.scanner.scan(&active.output);
+    Ok(true)
+}
+
 /// Sends `piece`, holding back text that may begin a stop text, and ending the request at
 /// a stop text.
-fn emit(active: &mut Active<'_>, piece: &str) {
+fn emit(active: &mut Active<'_>, piece: &str) -> bool {
     if piece.is_empty() {
-        return;
+        return false;
     }
     if active.job.stop.is_empty() {
         let _ = active.job.events.send(Event::Text(piece.to_string()));
-        return;
+        return false;
     }
     active.held.push_str(piece);
     if let Some(at) = active.job.stop.iter().filter_map(|s| active.held.find(s.as_str())).min() {
@@ -436,7 +560,7 @@ fn emit(active: &mut Active<'_>, piece: &str) {
         }
         active.held.clear();
         active.finished = Some(FinishReason::Stop);
-        return;
+        return true;
     }
     // Keep the longest tail that is a prefix of some stop text.
     let keep = active
@@ -459,6 +583,7 @@ fn emit(active: &mut Active<'_>, piece: &str) {
         let out: String = active.held.drain(..send).collect();
         let _ = active.job.events.send(Event::Text(out));
     }
+    false
 }
 
 /// Ends every request that finished: flushes held text, reports, frees the sequence.
@@ -470,20 +595,25 @@ fn finish_done(sequences: &mut [Sequence<'_>], metrics: &Metrics) {
         }
         let mut active = sequence.active.take().expect("checked above");
         let reason = active.finished.take().expect("checked above");
-        let rest = active.text.finish();
-        emit(&mut active, &rest);
+        if active.job.repeat_control {
+            let text = String::from_utf8_lossy(&active.output).into_owned();
+            emit(&mut active, &text);
+        } else {
+            let rest = active.text.finish();
+            emit(&mut active, &rest);
+        }
         if !active.held.is_empty() {
             let held = std::mem::take(&mut active.held);
             let _ = active.job.events.send(Event::Text(held));
         }
         // Tokens chosen but not decoded are not in the cache; what is cached stays for reuse.
         let first = active.first_token.unwrap_or_else(Instant::now);
-        metrics.generated_tokens.fetch_add(active.generated as u64, Ordering::Relaxed);
+        metrics.generated_tokens.fetch_add(active.tokens.len() as u64, Ordering::Relaxed);
         let _ = active.job.events.send(Event::Done(Finished {
             reason,
             prompt_tokens: active.job.prompt.len(),
             cached_tokens: active.cached_tokens,
-            generated_tokens: active.generated,
+            generated_tokens: active.tokens.len(),
             prompt_time: first.duration_since(active.started),
             generation_time: first.elapsed(),
         }));

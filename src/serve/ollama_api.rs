@@ -206,6 +206,8 @@ pub(crate) async fn generate(
         state.chat_prompt(&messages, FLAVOR)?
     };
     let constraint = super::own_api::format_constraint(&state, request.format.as_ref(), FLAVOR)?;
+    let stream = request.stream.unwrap_or(true);
+    let repeat_control = constraint.is_some() && !stream;
     let generation = state.submit(
         GenerationRequest {
             prompt,
@@ -213,10 +215,11 @@ pub(crate) async fn generate(
             sampling: request.options.sampling(),
             max_tokens: request.options.max_tokens(),
             stop: request.options.stop.clone().unwrap_or_default(),
+            repeat_control,
         },
         FLAVOR,
     )?;
-    respond(generation, request.stream.unwrap_or(true), model, Shape::Generate).await
+    respond(generation, stream, model, Shape::Generate).await
 }
 
 /// `POST /api/chat`.
@@ -238,6 +241,8 @@ pub(crate) async fn chat(
         request.messages.into_iter().map(|m| ChatMessage::new(&m.role, m.content)).collect();
     let prompt = state.chat_prompt(&messages, FLAVOR)?;
     let constraint = super::own_api::format_constraint(&state, request.format.as_ref(), FLAVOR)?;
+    let stream = request.stream.unwrap_or(true);
+    let repeat_control = constraint.is_some() && !stream;
     let generation = state.submit(
         GenerationRequest {
             prompt,
@@ -245,10 +250,11 @@ pub(crate) async fn chat(
             sampling: request.options.sampling(),
             max_tokens: request.options.max_tokens(),
             stop: request.options.stop.clone().unwrap_or_default(),
+            repeat_control,
         },
         FLAVOR,
     )?;
-    respond(generation, request.stream.unwrap_or(true), model, Shape::Chat).await
+    respond(generation, stream, model, Shape::Chat).await
 }
 
 #[derive(Debug, Clone, Copy)]

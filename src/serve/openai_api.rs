@@ -189,8 +189,13 @@ pub(crate) async fn chat_completions(
         Some(Stop::Many(v)) => v,
     };
     let max_tokens = request.max_completion_tokens.or(request.max_tokens).map(|n| n as usize);
-    let mut generation =
-        state.submit(GenerationRequest { prompt, constraint, sampling, max_tokens, stop }, FLAVOR)?;
+    let mut generation = {
+        let repeat_control = constraint.is_some() && !request.stream;
+        state.submit(
+            GenerationRequest { prompt, constraint, sampling, max_tokens, stop, repeat_control },
+            FLAVOR,
+        )?
+    };
     let id = format!("chatcmpl-{:016x}", state.next_id());
     let model = state.info.name.clone();
     let created = unix_now();

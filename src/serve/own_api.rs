@@ -163,6 +163,7 @@ pub(crate) async fn extract(
             sampling: SamplingParams { seed: 0, ..SamplingParams::greedy() },
             max_tokens: Some(plan.budget()),
             stop: Vec::new(),
+            repeat_control: true,
         },
         FLAVOR,
     )?;

@@ -256,6 +256,8 @@ pub(crate) struct GenerationRequest {
     pub sampling: SamplingParams,
     pub max_tokens: Option<usize>,
     pub stop: Vec<String>,
+    /// Roll back repeated array items (constrained, non-streamed requests).
+    pub repeat_control: bool,
 }
 
 impl AppState {
@@ -298,6 +300,7 @@ impl AppState {
             sampling: request.sampling,
             max_tokens,
             stop: request.stop,
+            repeat_control: request.repeat_control,
             deadline: Instant::now() + self.options.timeout,
             events: events_tx,
         };
