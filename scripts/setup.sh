@@ -4,8 +4,10 @@
 # tests need: docker-registry (the `ollama push`/`pull` tests start one on loopback),
 # ssh-keygen (the Ollama key tests read a key it writes) and go (the Ollama template tests
 # render templates with Go's text/template, as Ollama does), python3-venv (the metric parity
-# test installs rouge-score and sacrebleu into a venv) and a TrueType font (eval report's
-# chart labels).
+# test installs rouge-score and sacrebleu into a venv), a TrueType font (eval report's chart
+# labels), chromium and chromium-driver (the `serve` page test drives the web page in headless
+# Chromium), and the Python packages ollama, openai, selenium and jsonschema from the Python
+# package index (the `serve` tests talk to the server with the official clients).
 # Debian/Ubuntu: uses apt-get (as root, or through sudo). Does nothing when all is present.
 set -euo pipefail
 
@@ -18,6 +20,8 @@ command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if ! ldconfig -p 2>/dev/null | grep -qE 'libclang(-[0-9.]+)?\.so'; then
   missing+=(libclang-dev)
 fi
@@ -29,6 +33,13 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Pinned to the versions the tests were written against.
+if ! python3 -c 'import ollama, openai, selenium, jsonschema, pydantic' >/dev/null 2>&1; then
+  echo "setup: installing the Python packages ollama, openai, selenium, jsonschema" >&2
+  python3 -m pip install --user --quiet --disable-pip-version-check \
+    ollama==0.6.3 openai==3.57.0 selenium==4.51.0 jsonschema==4.26.0
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

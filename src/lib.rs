@@ -15,6 +15,7 @@ pub mod lora;
 pub mod ollama;
 pub mod quant;
 pub mod train;
+pub mod serve;
 
 #[cfg(test)]
 mod test_support;

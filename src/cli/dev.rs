@@ -148,6 +148,7 @@ pub const DOCUMENTED_COMMANDS: &[&str] = &[
     "quality",
     "diff",
     "finetune",
+    "serve",
 ];
 /// Marks the start of the generated block in a docs page.
 pub const HELP_START: &str = "<!-- help:start -->";

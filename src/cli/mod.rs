@@ -16,6 +16,7 @@ mod prepare;
 mod progress;
 mod quality;
 mod quantize;
+mod serve;
 mod synth;
 
 use std::io;
@@ -80,6 +81,8 @@ enum Command {
     Quality(quality::QualityArgs),
     /// Show how two GGUF files differ in metadata, tensor types and shapes.
     Diff(diff::DiffArgs),
+    /// Serve a model over HTTP: Ollama- and OpenAI-compatible API, extraction API, web page.
+    Serve(serve::ServeArgs),
     /// Developer tools (tiny test models).
     #[command(hide = true)]
     Dev(dev::DevArgs),
@@ -103,6 +106,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Lora(args) => lora::run(args, &global),
         Command::Quality(args) => quality::run(args, &global),
         Command::Diff(args) => diff::run(args, &global),
+        Command::Serve(args) => serve::run(args, &global),
         Command::Dev(args) => dev::run(args, &global),
     };
     match result {

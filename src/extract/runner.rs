@@ -575,38 +575,170 @@ impl<'m> Extractor<'m> {
     /// Turns a finished slot into its record: parse, validate, ground.
     fn finish(&mut self, slot: Slot<'m>) -> ExtractionRecord {
         self.ctx.remove_positions(slot.seq, None, None);
-        let text = String::from_utf8_lossy(&slot.output).into_owned();
-        let mut record = ExtractionRecord {
-            id: slot.id,
-            data: None,
-            grounding: Vec::new(),
-            ungrounded: Vec::new(),
-            valid: false,
-            error: None,
-            tokens: TokenCounts { prompt: slot.prompt_tokens, generated: slot.tokens.len() },
-            ms: slot.started.elapsed().as_millis() as u64,
-            warnings: slot.warnings,
+        let checks = RecordChecks {
+            validator: self.validator.as_ref(),
+            enum_paths: &self.enum_paths,
+            fuzzy_threshold: self.options.fuzzy_threshold,
+            require_grounding: self.options.require_grounding,
         };
-        let parsed: Option<Value> = serde_json::from_str(&text).ok();
-        record.error = match (&slot.finished, &parsed) {
-            (Some(Err(e)), _) => Some(e.clone()),
-            (_, None) => Some("the output is not complete JSON".into()),
-            (_, Some(value)) => self.validator.as_ref().and_then(|v| validation_error(v, value)),
+        let failure = match slot.finished {
+            Some(Err(e)) => Some(e),
+            _ => None,
         };
-        if let Some(value) = &parsed {
-            let enum_paths = &self.enum_paths;
-            let skip = |path: &str| enum_paths.iter().any(|p| matches_pattern(p, path));
-            let (grounding, ungrounded) = ground(&slot.text, value, self.options.fuzzy_threshold, &skip);
-            record.grounding = grounding;
-            record.ungrounded = ungrounded;
+        build_record(
+            &checks,
+            slot.id,
+            &slot.text,
+            &slot.output,
+            failure,
+            TokenCounts { prompt: slot.prompt_tokens, generated: slot.tokens.len() },
+            slot.started.elapsed().as_millis() as u64,
+            slot.warnings,
+        )
+    }
+}
+
+/// What a record is checked against.
+struct RecordChecks<'a> {
+    validator: Option<&'a jsonschema::Validator>,
+    enum_paths: &'a [String],
+    fuzzy_threshold: f32,
+    require_grounding: bool,
+}
+
+/// A document's output turned into its record: parse, validate, ground.
+#[allow(clippy::too_many_arguments)]
+fn build_record(
+    checks: &RecordChecks<'_>,
+    id: String,
+    source: &str,
+    output: &[u8],
+    failure: Option<String>,
+    tokens: TokenCounts,
+    ms: u64,
+    warnings: Vec<String>,
+) -> ExtractionRecord {
+    let text = String::from_utf8_lossy(output).into_owned();
+    let mut record = ExtractionRecord {
+        id,
+        data: None,
+        grounding: Vec::new(),
+        ungrounded: Vec::new(),
+        valid: false,
+        error: None,
+        tokens,
+        ms,
+        warnings,
+    };
+    let parsed: Option<Value> = serde_json::from_str(&text).ok();
+    record.error = match (failure, &parsed) {
+        (Some(e), _) => Some(e),
+        (_, None) => Some("the output is not complete JSON".into()),
+        (_, Some(value)) => checks.validator.and_then(|v| validation_error(v, value)),
+    };
+    if let Some(value) = &parsed {
+        let enum_paths = checks.enum_paths;
+        let skip = |path: &str| enum_paths.iter().any(|p| matches_pattern(p, path));
+        let (grounding, ungrounded) = ground(source, value, checks.fuzzy_threshold, &skip);
+        record.grounding = grounding;
+        record.ungrounded = ungrounded;
+    }
+    if record.error.is_none() && checks.require_grounding && !record.ungrounded.is_empty() {
+        record.error = Some(format!("{} string value(s) not found in the source", record.ungrounded.len()));
+    }
+    record.valid = record.error.is_none();
+    record.data = parsed;
+    record
+}
+
+/// Extraction of documents handed over one at a time, decoded elsewhere (the server's
+/// shared context): the same prompt, constraint, validation and grounding as [`Extractor`].
+pub struct ExtractionPlan {
+    schema: ExtractionSchema,
+    template: PromptTemplate,
+    validator: jsonschema::Validator,
+    enum_paths: Vec<String>,
+    options: ExtractOptions,
+    budget: usize,
+}
+
+impl std::fmt::Debug for ExtractionPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExtractionPlan").field("schema", &self.schema.name).finish_non_exhaustive()
+    }
+}
+
+impl ExtractionPlan {
+    /// Prepares prompt, validator and budget for `schema` on `model`, checking that the
+    /// constraint compiles. `options.parallel`, `ctx_per_sequence` and `threads` are not used.
+    pub fn new(
+        model: &Model,
+        factory: &ConstraintFactory,
+        schema: ExtractionSchema,
+        options: ExtractOptions,
+    ) -> Result<ExtractionPlan, ExtractError> {
+        if options.extractive {
+            factory.lark_matcher(&extractive_grammar(&schema.bounded, "a sample document")?)?;
+        } else {
+            factory.json_matcher(&schema.constraint_schema())?;
         }
-        if record.error.is_none() && self.options.require_grounding && !record.ungrounded.is_empty() {
-            record.error =
-                Some(format!("{} string value(s) not found in the source", record.ungrounded.len()));
+        let validator = jsonschema::validator_for(&schema.bounded)
+            .map_err(|e| ExtractError::Constraint(format!("schema does not validate: {e}")))?;
+        let template =
+            PromptTemplate::new(model, options.system.as_deref(), &schema.prompt_text, &options.examples)?;
+        let budget = (schema.max_output_bytes as usize).saturating_add(1).min(options.max_tokens);
+        let enum_paths = enum_pointers(&schema.bounded);
+        Ok(ExtractionPlan { schema, template, validator, enum_paths, options, budget })
+    }
+
+    /// The schema's name.
+    pub fn schema_name(&self) -> &str {
+        &self.schema.name
+    }
+
+    /// Most tokens generated for a document.
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
+    /// The whole prompt of one document: the shared prefix, then the document's part.
+    pub fn prompt(&self, model: &Model, text: &str) -> Result<Vec<Token>, ExtractError> {
+        let mut tokens = self.template.prefix.clone();
+        tokens.extend(self.template.document_tokens(model, text)?);
+        Ok(tokens)
+    }
+
+    /// The token constraint for one document (under `extractive`, built from its text).
+    pub fn constraint(
+        &self,
+        factory: &ConstraintFactory,
+        text: &str,
+    ) -> Result<DocumentConstraint, ExtractError> {
+        if self.options.extractive {
+            factory.lark_matcher(&extractive_grammar(&self.schema.bounded, text)?)
+        } else {
+            factory.json_matcher(&self.schema.constraint_schema())
         }
-        record.valid = record.error.is_none();
-        record.data = parsed;
-        record
+    }
+
+    /// The record of one document from its generated `output`; `failure` says why
+    /// generation stopped early, if it did.
+    pub fn record(
+        &self,
+        id: String,
+        text: &str,
+        output: &[u8],
+        failure: Option<String>,
+        tokens: TokenCounts,
+        ms: u64,
+    ) -> ExtractionRecord {
+        let checks = RecordChecks {
+            validator: Some(&self.validator),
+            enum_paths: &self.enum_paths,
+            fuzzy_threshold: self.options.fuzzy_threshold,
+            require_grounding: self.options.require_grounding,
+        };
+        build_record(&checks, id, text, output, failure, tokens, ms, Vec::new())
     }
 }
 
@@ -636,7 +768,7 @@ fn validation_error(validator: &jsonschema::Validator, value: &Value) -> Option<
 const MAX_TOKEN_RUN: usize = 8;
 
 /// The one token a mask allows, if it allows exactly one.
-fn only_token(mask: &SimpleVob) -> Option<Token> {
+pub(crate) fn only_token(mask: &SimpleVob) -> Option<Token> {
     if mask.num_set() != 1 {
         return None;
     }
@@ -646,7 +778,12 @@ fn only_token(mask: &SimpleVob) -> Option<Token> {
 }
 
 /// The most likely allowed token, or one sampled among the allowed at `temperature`.
-fn choose(logits: &[f32], mask: &SimpleVob, temperature: f32, rng: &mut SplitMix) -> Option<Token> {
+pub(crate) fn choose(
+    logits: &[f32],
+    mask: &SimpleVob,
+    temperature: f32,
+    rng: &mut SplitMix,
+) -> Option<Token> {
     let mut best: Option<(usize, f32)> = None;
     let mut allowed: Vec<(usize, f32)> = Vec::new();
     mask.iter_set_entries(|i| {
@@ -684,7 +821,7 @@ impl SplitMix {
         SplitMix(seed)
     }
 
-    fn next_f64(&mut self) -> f64 {
+    pub(crate) fn next_f64(&mut self) -> f64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

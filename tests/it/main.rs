@@ -11,6 +11,7 @@ mod cli_ollama;
 mod docs;
 mod real_model;
 mod repository;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

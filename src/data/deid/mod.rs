@@ -9,6 +9,7 @@ mod stream;
 use std::collections::HashMap;
 
 pub(crate) use dates::MONTH_NAMES;
+pub(crate) use dates::civil_from_days;
 pub use dates::shift_date;
 pub use detect::PhiDetector;
 pub use stream::{StreamFields, StreamFormat, StreamStats, deidentify_stream};

@@ -1,0 +1,139 @@
+//! `medllm serve` as users run it: refusals before the model loads, and, on the real
+//! model, the official `ollama` and `openai` Python clients and the web page in headless
+//! Chromium (scripts/setup.sh installs them; scripts/test.sh runs these tests).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::real_model::real_model;
+use crate::{medllm, stderr_of, tiny_model};
+
+const KEY: &str = "test-key-4f1c";
+
+/// A `medllm serve` process on a free loopback port, stopped when dropped.
+struct Served {
+    child: Child,
+    base: String,
+    name: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(model: &Path, extra: &[&str]) -> Served {
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("medllm"))
+        .arg("serve")
+        .arg("-m")
+        .arg(model)
+        .args(["--listen", "127.0.0.1:0", "--api-key", KEY])
+        .args(extra)
+        .env_remove("MEDLLM_LOG")
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let (name, addr) = loop {
+        let Some(Ok(line)) = lines.next() else {
+            let _ = child.kill();
+            panic!("medllm serve stopped before listening:\n{}", seen.join("\n"));
+        };
+        if let Some(rest) = line.strip_prefix("medllm serve: ")
+            && let Some((name, addr)) = rest.split_once(" listening on ")
+        {
+            break (name.to_string(), addr.trim().to_string());
+        }
+        seen.push(line);
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Served { child, base: format!("http://{addr}"), name }
+}
+
+fn python() -> String {
+    std::env::var("MEDLLM_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(name)
+}
+
+#[test]
+fn serve_refuses_an_open_address_without_an_api_key() {
+    let output = medllm()
+        .args(["serve", "--listen", "0.0.0.0:0", "-m"])
+        .arg(tiny_model())
+        .env_remove("MEDLLM_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = stderr_of(&output);
+    assert!(stderr.contains("without an API key") && stderr.contains("--api-key"), "{stderr}");
+}
+
+#[test]
+fn serve_answers_on_the_tiny_model_and_names_it_after_the_file() {
+    let served = serve(tiny_model(), &["--parallel", "1"]);
+    assert_eq!(served.name, "tiny");
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut reply = agent
+        .get(format!("{}/api/tags", served.base))
+        .header("authorization", &format!("Bearer {KEY}"))
+        .call()
+        .unwrap();
+    assert_eq!(reply.status().as_u16(), 200);
+    let tags: serde_json::Value = serde_json::from_str(&reply.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(tags["models"][0]["name"], "tiny");
+    let reply = agent.get(format!("{}/api/tags", served.base)).call().unwrap();
+    assert_eq!(reply.status().as_u16(), 401);
+}
+
+#[test]
+#[ignore = "needs the real model and the ollama/openai Python packages (scripts/setup.sh); run by scripts/test.sh"]
+fn serve_works_with_the_official_ollama_and_openai_clients() {
+    let served = serve(&real_model(), &["--parallel", "4", "--threads", "2"]);
+    let output = Command::new(python())
+        .arg(script("serve_clients.py"))
+        .args([&served.base, &served.name, KEY])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", stderr_of(&output));
+    assert!(stdout.contains("64 requests, 8 at a time: 64 valid"), "{stdout}");
+    assert!(stdout.contains("checks passed"), "{stdout}");
+}
+
+#[test]
+#[ignore = "needs the real model, Chromium and selenium (scripts/setup.sh); run by scripts/test.sh"]
+fn serve_page_extracts_in_headless_chromium() {
+    let served = serve(&real_model(), &["--parallel", "2", "--threads", "2"]);
+    // Kept as a test artifact beside the build.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let shot = target.join("test-artifacts").join("serve-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let output = Command::new(python())
+        .arg(script("serve_page.py"))
+        .arg(&served.base)
+        .arg(KEY)
+        .arg(&shot)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", stderr_of(&output));
+    assert!(stdout.contains("page checks passed"), "{stdout}");
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "{} is not a screenshot",
+        shot.display()
+    );
+}
