@@ -7,7 +7,7 @@
 #                build one from any llama.cpp source with `cmake --build . --target llama-bench`)
 #   LLAMA_SERVER path to a llama-server binary: the extraction anchor is rerun on this
 #                machine (scripts/bench_llama_server.py) beside medllm (optional)
-#   SECTIONS     which sections to run (default "generation extraction serve gguf data")
+#   SECTIONS     which sections to run (default "generation extraction serve gguf data finetune")
 #   DATA_DOCS    synthetic documents for the data benchmark (default 10000)
 #   DEID_PUBLIC_GOLD  a labelled public sample in `eval deid` gold format (optional;
 #                see docs/benchmarks.md for how it was made)
@@ -16,6 +16,7 @@
 #                any llama.cpp source with `cmake --build . --target llama-quantize
 #                llama-export-lora`)
 #   MEDLLM_BIN   the medllm binary to measure (default: build, then the release binary)
+#   FINETUNE_STEPS  windows timed per fine-tuning run (default 8)
 #   BENCH_TMP    keep the GGUF section's files (the F32 model, adapter) here between runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +31,7 @@ fi
 model="$(scripts/fetch-model.sh)"
 medllm="${MEDLLM_BIN:-${CARGO_TARGET_DIR:-./target}/release/medllm}"
 bench_dir="${BENCH_DIR:-../shared/bench}"
-sections="${SECTIONS:-generation extraction serve gguf data}"
+sections="${SECTIONS:-generation extraction serve gguf data finetune}"
 want() { [[ " $sections " == *" $1 "* ]]; }
 
 mean() { awk '{ s += $1; n++ } END { if (n) printf "%.1f", s / n; else print "n/a" }'; }
@@ -244,4 +245,42 @@ for c in "${cases[@]}"; do
 done
 echo "merged Q4_1 size: $($medllm lora merge --base "$model" --adapter "$work/adapter16.gguf" -o "$work/out.gguf" -t "$threads" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["output_file_bytes"])') bytes (base $(stat -c %s "$model"))"
 [ -n "${BENCH_TMP:-}" ] || rm -rf "$work"
+fi
+
+if want finetune; then
+echo
+echo "## Fine-tuning"
+# Tokens/s and peak RSS of medllm finetune on SmolLM2-135M dequantised to F32, context 256,
+# as llama.cpp's llama-finetune anchor (full F32, ctx 256, 2 threads: ~115 tokens/s, 2.5 GB):
+# LoRA rank 16 on all seven linear kinds against full fine-tuning, and LoRA on the Q4_1
+# base as loaded. Plain text of synthetic reports, loss on every token, one step per window.
+ft_work="$(mktemp -d)"
+$medllm synth -q -o "$ft_work/corpus" --n 300 --seed 2
+python3 - "$ft_work/corpus/documents.jsonl" "$ft_work/text.jsonl" <<'PY'
+import json, sys
+with open(sys.argv[2], "w") as out:
+    for line in open(sys.argv[1]):
+        out.write(json.dumps({"text": json.loads(line)["text"]}) + "\n")
+PY
+$medllm quantize -q "$model" "$ft_work/f32.gguf" --type f32
+steps="${FINETUNE_STEPS:-8}"
+printf '| %-36s | %9s | %9s |\n' "run (ctx 256, $steps steps)" "tokens/s" "peak MiB"
+printf '| %-36s | %9s | %9s |\n' "------------------------------------" "---------" "---------"
+ft_row() {
+  local label="$1"; shift
+  local out="$ft_work/run"
+  rm -rf "$out"
+  local peak
+  peak=$( { /usr/bin/time -f "%M" $medllm finetune -q --json "$@" --train "$ft_work/text.jsonl" --text -o "$out" \
+    --ctx 256 --overlong truncate --max-steps "$steps" --checkpoint-every 0 -t "$threads" > "$ft_work/report.json"; } 2>&1 | tail -1)
+  local speed
+  speed=$(python3 -c 'import json,sys; print(f"{json.load(open(sys.argv[1]))[\"tokens_per_s\"]:.1f}")' "$ft_work/report.json")
+  printf '| %-36s | %9s | %9s |\n' "$label" "$speed" "$((peak / 1024))"
+}
+for _ in $(seq "$reps"); do
+  ft_row "LoRA rank 16, F32 base" -m "$ft_work/f32.gguf" --lora-rank 16
+  ft_row "full, F32" -m "$ft_work/f32.gguf" --full
+  ft_row "LoRA rank 16, Q4_1 base" -m "$model" --lora-rank 16
+done
+rm -rf "$ft_work"
 fi

@@ -14,8 +14,8 @@ pub mod llama;
 pub mod lora;
 pub mod ollama;
 pub mod quant;
-pub mod train;
 pub mod serve;
+pub mod train;
 
 #[cfg(test)]
 mod test_support;

@@ -38,7 +38,12 @@ pub(crate) struct FinetuneArgs {
     #[arg(long, value_name = "A", default_value_t = 32.0)]
     lora_alpha: f32,
     /// Weight kinds LoRA adapts, comma-separated.
-    #[arg(long, value_name = "KINDS", value_delimiter = ',', default_value = "attn_q,attn_k,attn_v,attn_output,ffn_gate,ffn_up,ffn_down")]
+    #[arg(
+        long,
+        value_name = "KINDS",
+        value_delimiter = ',',
+        default_value = "attn_q,attn_k,attn_v,attn_output,ffn_gate,ffn_up,ffn_down"
+    )]
     lora_targets: Vec<String>,
     /// Train every weight instead of an adapter (needs F32 weights: about 16 bytes per
     /// parameter with AdamW).
@@ -133,7 +138,8 @@ struct Progress {
 impl TrainObserver for Progress {
     fn step(&mut self, record: &LogRecord, planned_steps: u64) {
         let val = record.val_loss.map_or(String::new(), |v| format!(" val {v:.4}"));
-        let message = format!("loss {:.4}{val} lr {:.2e} {:.0} tok/s", record.loss, record.lr, record.tokens_per_s);
+        let message =
+            format!("loss {:.4}{val} lr {:.2e} {:.0} tok/s", record.loss, record.lr, record.tokens_per_s);
         if let Some(bar) = &self.bar {
             bar.set_length(planned_steps);
             bar.set_position(record.step);

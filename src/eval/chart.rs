@@ -126,7 +126,13 @@ pub struct Line {
 }
 
 /// Draws `lines` (such as training and validation loss by step) into a PNG at `path`.
-pub fn line_chart(path: &Path, title: &str, x_desc: &str, y_desc: &str, lines: &[Line]) -> Result<(), EvalError> {
+pub fn line_chart(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    lines: &[Line],
+) -> Result<(), EvalError> {
     let fail = |reason: String| EvalError::Chart { path: path.to_path_buf(), reason };
     font().map_err(fail)?;
     let (w, h) = SIZE;
@@ -155,7 +161,9 @@ pub fn line_chart(path: &Path, title: &str, x_desc: &str, y_desc: &str, lines: &
                 chart
                     .draw_series(LineSeries::new(line.points.iter().copied(), colour.stroke_width(2)))?
                     .label(line.label.clone())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+                    });
             }
             chart
                 .configure_series_labels()

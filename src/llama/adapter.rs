@@ -44,7 +44,11 @@ impl<'m> LoraAdapter<'m> {
     }
 
     /// Wraps an adapter llama.cpp made (a trainable one): freed on drop like a loaded one.
-    pub(crate) fn from_raw(ptr: NonNull<llama_sys::llama_adapter_lora>, path: &Path, model: &'m Model) -> Self {
+    pub(crate) fn from_raw(
+        ptr: NonNull<llama_sys::llama_adapter_lora>,
+        path: &Path,
+        model: &'m Model,
+    ) -> Self {
         LoraAdapter { ptr, path: path.to_path_buf(), model }
     }
 

@@ -33,7 +33,10 @@ impl<'m> LoraAdapter<'m> {
         let targets: Vec<CString> = init
             .targets
             .iter()
-            .map(|t| CString::new(t.as_str()).map_err(|_| LlamaError::LoraInit { reason: "a target has a NUL".into() }))
+            .map(|t| {
+                CString::new(t.as_str())
+                    .map_err(|_| LlamaError::LoraInit { reason: "a target has a NUL".into() })
+            })
             .collect::<Result<_, _>>()?;
         let target_ptrs: Vec<*const std::ffi::c_char> = targets.iter().map(|t| t.as_ptr()).collect();
         let params = llama_sys::llama_lora_train_params {
@@ -173,7 +176,10 @@ impl std::fmt::Debug for Trainer<'_> {
     }
 }
 
-unsafe extern "C" fn reject_every_tensor(_tensor: *const llama_sys::ggml_tensor, _userdata: *mut c_void) -> bool {
+unsafe extern "C" fn reject_every_tensor(
+    _tensor: *const llama_sys::ggml_tensor,
+    _userdata: *mut c_void,
+) -> bool {
     false
 }
 
@@ -192,7 +198,9 @@ impl<'m> Trainer<'m> {
         params: &TrainerParams,
     ) -> Result<Trainer<'m>, LlamaError> {
         if params.window < 8 {
-            return Err(LlamaError::LoraInit { reason: format!("a window of {} tokens is too short", params.window) });
+            return Err(LlamaError::LoraInit {
+                reason: format!("a window of {} tokens is too short", params.window),
+            });
         }
         if params.trainable == Trainable::AdaptersOnly && adapters.is_empty() {
             return Err(LlamaError::LoraInit { reason: "adapter training needs an adapter".into() });
@@ -256,7 +264,12 @@ impl<'m> Trainer<'m> {
     pub fn window(&mut self, tokens: &[Token], labels: &[i32], train: bool) -> Result<f64, LlamaError> {
         if tokens.len() != self.window || labels.len() != self.window {
             return Err(LlamaError::TrainWindow {
-                reason: format!("{} tokens and {} labels for a window of {}", tokens.len(), labels.len(), self.window),
+                reason: format!(
+                    "{} tokens and {} labels for a window of {}",
+                    tokens.len(),
+                    labels.len(),
+                    self.window
+                ),
             });
         }
         let raw_tokens: Vec<i32> = tokens.iter().map(|t| t.0).collect();
@@ -313,7 +326,9 @@ impl<'m> Trainer<'m> {
             -5 => "a moment tensor is not F32",
             _ => "unreadable",
         };
-        Err(LlamaError::TrainWindow { reason: format!("cannot read optimizer state {}: {why}", path.display()) })
+        Err(LlamaError::TrainWindow {
+            reason: format!("cannot read optimizer state {}: {why}", path.display()),
+        })
     }
 }
 

@@ -73,7 +73,11 @@ fn max_difference(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
 }
 
 /// Trains a fresh adapter (seed 1) on `windows` with SGD and returns its saved values.
-fn train_sgd(model: &Model, windows: &[(Vec<Token>, Vec<i32>)], grad_accumulation: u32) -> Vec<(String, Vec<f32>)> {
+fn train_sgd(
+    model: &Model,
+    windows: &[(Vec<Token>, Vec<i32>)],
+    grad_accumulation: u32,
+) -> Vec<(String, Vec<f32>)> {
     let adapter = LoraAdapter::new_trainable(model, &lora(1)).unwrap();
     let mut trainer = Trainer::new(model, &[&adapter], &params(Optimizer::Sgd, grad_accumulation)).unwrap();
     trainer.set_step(step(0.5));
@@ -118,7 +122,8 @@ fn lora_training_lowers_the_loss_and_leaves_the_base_unchanged() {
     assert_eq!(header.get_str("adapter.type"), Some("lora"));
     assert_eq!(header.architecture(), Some("llama"));
     let values = adapter_values(&path);
-    let b_moved = values.iter().filter(|(n, _)| n.ends_with(".lora_b")).any(|(_, v)| v.iter().any(|x| *x != 0.0));
+    let b_moved =
+        values.iter().filter(|(n, _)| n.ends_with(".lora_b")).any(|(_, v)| v.iter().any(|x| *x != 0.0));
     assert!(b_moved, "training moved B away from zero");
     // Stock llama.cpp loads it, and the trained adapter changes the model's predictions.
     let loaded = LoraAdapter::load(&model, &path).unwrap();
@@ -208,8 +213,14 @@ fn masked_loss_is_the_mean_over_the_kept_positions() {
         labels.iter().enumerate().map(|(i, &l)| if i % 3 == 0 { l } else { IGNORED_LABEL }).collect();
     let masked_loss = trainer.window(&tokens, &masked, false).unwrap();
     let full_loss = trainer.window(&tokens, &labels, false).unwrap();
-    assert!((masked_loss - expected).abs() < 1e-3 * expected, "masked loss {masked_loss}, expected {expected}");
-    assert!((full_loss - everywhere).abs() < 1e-3 * everywhere, "full loss {full_loss}, expected {everywhere}");
+    assert!(
+        (masked_loss - expected).abs() < 1e-3 * expected,
+        "masked loss {masked_loss}, expected {expected}"
+    );
+    assert!(
+        (full_loss - everywhere).abs() < 1e-3 * everywhere,
+        "full loss {full_loss}, expected {everywhere}"
+    );
     assert!((masked_loss - full_loss).abs() > 1e-4, "masking must change the loss");
 }
 
@@ -261,7 +272,6 @@ fn optimizer_state_resumes_exactly() {
     let trainer = train_adamw(&model, &first, None, &windows[..2]);
     let state = dir.path().join("optimizer.gguf");
     trainer.save_state(&state).unwrap();
-    std::fs::copy(&state, "/tmp/optstate-debug.gguf").unwrap();
     drop(trainer);
     let checkpoint = dir.path().join("checkpoint.gguf");
     first.save(&checkpoint).unwrap();
@@ -283,7 +293,8 @@ fn optimizer_state_resumes_exactly() {
 #[test]
 fn full_fine_tuning_changes_the_model_tensors() {
     // Trained weights are written in place: the file must not be memory-mapped read-only.
-    let model = Model::load(tiny_model_path(), &ModelParams { use_mmap: false, ..ModelParams::default() }).unwrap();
+    let model =
+        Model::load(tiny_model_path(), &ModelParams { use_mmap: false, ..ModelParams::default() }).unwrap();
     let before = model.tensor_bytes("blk.0.attn_q.weight").unwrap();
     let full = TrainerParams { trainable: Trainable::AllModelTensors, ..params(Optimizer::AdamW, 1) };
     let mut trainer = Trainer::new(&model, &[], &full).unwrap();

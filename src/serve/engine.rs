@@ -143,6 +143,7 @@ pub(crate) fn run<'m>(
         n_threads: settings.threads,
         n_threads_batch: settings.threads,
         unified_kv: false,
+        f32_kv: false,
     };
     let mut ctx = Context::new(model, &params)?;
     if !adapters.is_empty() {

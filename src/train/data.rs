@@ -184,7 +184,8 @@ fn chat_example(
         }
         let prompt = render(&messages[..k], true)?;
         let full = render(&messages[..=k], false)?;
-        let (Some(new_prompt), Some(response)) = (prompt.strip_prefix(&rendered), full.strip_prefix(&prompt)) else {
+        let (Some(new_prompt), Some(response)) = (prompt.strip_prefix(&rendered), full.strip_prefix(&prompt))
+        else {
             return Err("the chat template does not render turn by turn; cannot find the responses".into());
         };
         pieces.push((new_prompt.to_string(), train_on_prompt));

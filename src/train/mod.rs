@@ -22,12 +22,13 @@ pub use schedule::{LearningRateSchedule, Schedule};
 use crate::atomic_file::{write_atomically, write_through_temp_path};
 use crate::data::rng::SeededRng;
 use crate::llama::{
-    LlamaError, LoraAdapter, LoraInit, Model, ModelParams, Optimizer, OptimizerStep, Token, Trainable, Trainer,
-    TrainerParams,
+    LlamaError, LoraAdapter, LoraInit, Model, ModelParams, Optimizer, OptimizerStep, Token, Trainable,
+    Trainer, TrainerParams,
 };
 
 /// The weight kinds LoRA adapts by default: every linear map of attention and MLP.
-pub const DEFAULT_TARGETS: [&str; 7] = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"];
+pub const DEFAULT_TARGETS: [&str; 7] =
+    ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"];
 
 /// What is trained.
 #[derive(Debug, Clone, PartialEq)]
@@ -237,8 +238,15 @@ pub fn finetune(
     }
 
     let window = settings.ctx as usize;
-    let train = load_examples(&model, &settings.train, settings.format, settings.train_on_prompt, window, settings.overlong)
-        .map_err(io_error(&settings.train))?;
+    let train = load_examples(
+        &model,
+        &settings.train,
+        settings.format,
+        settings.train_on_prompt,
+        window,
+        settings.overlong,
+    )
+    .map_err(io_error(&settings.train))?;
     let val = match &settings.val {
         Some(path) => Some(
             load_examples(&model, path, settings.format, settings.train_on_prompt, window, settings.overlong)
@@ -343,16 +351,18 @@ pub fn finetune(
     } else {
         String::new()
     };
-    let mut history: Vec<LogRecord> = log_lines.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let mut history: Vec<LogRecord> =
+        log_lines.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let started = Instant::now();
     let mut tokens_seen = 0usize;
     let mut losses_this_run = Vec::new();
     let mut val_loss_after = val_loss_before;
     let mut interrupted = false;
     let checkpoint_dir = settings.output.join("checkpoint");
-    let save_checkpoint = |trainer: &Trainer<'_>, adapter: Option<&LoraAdapter<'_>>, model: &Model, step: u64| {
-        write_checkpoint(&checkpoint_dir, settings, trainer, adapter, model, step)
-    };
+    let save_checkpoint =
+        |trainer: &Trainer<'_>, adapter: Option<&LoraAdapter<'_>>, model: &Model, step: u64| {
+            write_checkpoint(&checkpoint_dir, settings, trainer, adapter, model, step)
+        };
 
     'epochs: while step < planned_steps {
         // Data order: a shuffle per epoch from the seed, so a resumed run sees the same order.
@@ -379,8 +389,9 @@ pub fn finetune(
             tokens_seen += w.tokens.len();
             losses_this_run.push(loss);
             let elapsed = started.elapsed().as_secs_f64();
-            let end_of_epoch = step % windows_per_epoch as u64 == 0 || step == planned_steps;
-            let validate_now = (settings.eval_every > 0 && step % settings.eval_every == 0) || end_of_epoch;
+            let end_of_epoch = step.is_multiple_of(windows_per_epoch as u64) || step == planned_steps;
+            let validate_now =
+                (settings.eval_every > 0 && step.is_multiple_of(settings.eval_every)) || end_of_epoch;
             let val_loss = if validate_now { validate(&mut trainer)? } else { None };
             if val_loss.is_some() {
                 val_loss_after = val_loss;
@@ -403,7 +414,10 @@ pub fn finetune(
                 interrupted = step < planned_steps;
                 break 'epochs;
             }
-            if settings.checkpoint_every > 0 && step % settings.checkpoint_every == 0 && step < planned_steps {
+            if settings.checkpoint_every > 0
+                && step.is_multiple_of(settings.checkpoint_every)
+                && step < planned_steps
+            {
                 write_atomically(&log_path, |w| std::io::Write::write_all(w, log_lines.as_bytes()))
                     .map_err(io_error(&log_path))?;
                 save_checkpoint(&trainer, adapter.as_ref(), &model, step)?;
@@ -420,7 +434,8 @@ pub fn finetune(
             checkpoint_dir.display()
         ));
     }
-    write_atomically(&log_path, |w| std::io::Write::write_all(w, log_lines.as_bytes())).map_err(io_error(&log_path))?;
+    write_atomically(&log_path, |w| std::io::Write::write_all(w, log_lines.as_bytes()))
+        .map_err(io_error(&log_path))?;
     let png = settings.output.join("loss.png");
     if let Err(e) = loss_curve(&history, &png) {
         observer.note(&format!("no loss curve: {e}"));
@@ -464,7 +479,10 @@ pub fn finetune(
 /// Training loss per step and validation loss where measured, as a PNG.
 fn loss_curve(history: &[LogRecord], path: &Path) -> Result<(), crate::eval::EvalError> {
     use crate::eval::chart::{Line, line_chart};
-    let train = Line { label: "train loss".into(), points: history.iter().map(|r| (r.step as f64, r.loss)).collect() };
+    let train = Line {
+        label: "train loss".into(),
+        points: history.iter().map(|r| (r.step as f64, r.loss)).collect(),
+    };
     let val = Line {
         label: "validation loss".into(),
         points: history.iter().filter_map(|r| r.val_loss.map(|v| (r.step as f64, v))).collect(),
@@ -491,7 +509,8 @@ fn f32_base(
     if base_is_f32(&settings.model)? {
         return Ok(settings.model.clone());
     }
-    let header = crate::gguf::GgufFile::open(&settings.model).map_err(|e| TrainError::Settings(e.to_string()))?;
+    let header =
+        crate::gguf::GgufFile::open(&settings.model).map_err(|e| TrainError::Settings(e.to_string()))?;
     let parameters = crate::gguf::ModelSummary::of(&header).parameters;
     // F32 weights, their gradients and AdamW's two moments: four copies, plus activations.
     let note = format!(
@@ -531,7 +550,10 @@ fn read_checkpoint_state(dir: &Path, settings: &FinetuneSettings) -> Result<Chec
     let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
     let state: CheckpointState = serde_json::from_str(&text)
         .map_err(|e| TrainError::Settings(format!("{}: not a medllm checkpoint ({e})", path.display())))?;
-    if state.method != method_name(&settings.method) || state.ctx != settings.ctx || state.seed != settings.seed {
+    if state.method != method_name(&settings.method)
+        || state.ctx != settings.ctx
+        || state.seed != settings.seed
+    {
         return Err(TrainError::Settings(format!(
             "the checkpoint in {} was made with {} (ctx {}, seed {}); this run asks for {} (ctx {}, seed {})",
             dir.display(),
@@ -562,9 +584,13 @@ fn write_checkpoint(
         Some(adapter) => {
             write_through_temp_path(&dir.join("adapter.gguf"), |t| adapter.save(t).map_err(TrainError::from))?
         }
-        None => write_through_temp_path(&dir.join("model.gguf"), |t| model.save(t).map_err(TrainError::from))?,
+        None => {
+            write_through_temp_path(&dir.join("model.gguf"), |t| model.save(t).map_err(TrainError::from))?
+        }
     }
-    write_through_temp_path(&dir.join("optimizer.gguf"), |t| trainer.save_state(t).map_err(TrainError::from))?;
+    write_through_temp_path(&dir.join("optimizer.gguf"), |t| {
+        trainer.save_state(t).map_err(TrainError::from)
+    })?;
     let state = CheckpointState {
         step,
         seed: settings.seed,

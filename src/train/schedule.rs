@@ -49,7 +49,12 @@ mod tests {
 
     #[test]
     fn warms_up_then_decays() {
-        let s = LearningRateSchedule { peak: 1e-3, warmup_steps: 10, total_steps: 110, schedule: Schedule::Cosine };
+        let s = LearningRateSchedule {
+            peak: 1e-3,
+            warmup_steps: 10,
+            total_steps: 110,
+            schedule: Schedule::Cosine,
+        };
         assert!((s.at(0) - 1e-4).abs() < 1e-9);
         assert!((s.at(9) - 1e-3).abs() < 1e-9);
         assert!((s.at(10) - 1e-3).abs() < 1e-9);

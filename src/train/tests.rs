@@ -189,7 +189,8 @@ fn a_stopped_run_resumes_where_it_stopped() {
     finetune(&straight, &mut Quiet, &AtomicBool::new(false)).unwrap();
 
     // Stopped by the time budget after the first step (as Ctrl-C would), then resumed.
-    let first = FinetuneSettings { max_steps: Some(12), max_minutes: Some(0.0), ..settings(dir.path(), "stopped") };
+    let first =
+        FinetuneSettings { max_steps: Some(12), max_minutes: Some(0.0), ..settings(dir.path(), "stopped") };
     let report = finetune(&first, &mut Quiet, &AtomicBool::new(false)).unwrap();
     assert!(report.interrupted);
     assert_eq!(report.steps, 1);
