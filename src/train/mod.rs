@@ -358,6 +358,7 @@ pub fn finetune(
     let mut losses_this_run = Vec::new();
     let mut val_loss_after = val_loss_before;
     let mut interrupted = false;
+    let mut validated_last_step = false;
     let checkpoint_dir = settings.output.join("checkpoint");
     let save_checkpoint =
         |trainer: &Trainer<'_>, adapter: Option<&LoraAdapter<'_>>, model: &Model, step: u64| {
@@ -393,6 +394,7 @@ pub fn finetune(
             let validate_now =
                 (settings.eval_every > 0 && step.is_multiple_of(settings.eval_every)) || end_of_epoch;
             let val_loss = if validate_now { validate(&mut trainer)? } else { None };
+            validated_last_step = validate_now;
             if val_loss.is_some() {
                 val_loss_after = val_loss;
             }
@@ -425,8 +427,9 @@ pub fn finetune(
         }
     }
     if interrupted {
-        if val_loss_after.is_none() || !val_windows.is_empty() {
-            val_loss_after = validate(&mut trainer)?;
+        // The stopping step may have validated already; the validation set is not run twice.
+        if !validated_last_step && let Some(loss) = validate(&mut trainer)? {
+            val_loss_after = Some(loss);
         }
         save_checkpoint(&trainer, adapter.as_ref(), &model, step)?;
         observer.note(&format!(
