@@ -274,7 +274,7 @@ ft_row() {
   peak=$( { /usr/bin/time -f "%M" $medllm finetune -q --json "$@" --train "$ft_work/text.jsonl" --text -o "$out" \
     --ctx 256 --overlong truncate --max-steps "$steps" --checkpoint-every 0 -t "$threads" > "$ft_work/report.json"; } 2>&1 | tail -1)
   local speed
-  speed=$(python3 -c 'import json,sys; print(f"{json.load(open(sys.argv[1]))[\"tokens_per_s\"]:.1f}")' "$ft_work/report.json")
+  speed=$(python3 -c 'import json,sys; print("%.1f" % json.load(open(sys.argv[1]))["tokens_per_s"])' "$ft_work/report.json")
   printf '| %-36s | %9s | %9s |\n' "$label" "$speed" "$((peak / 1024))"
 }
 for _ in $(seq "$reps"); do

@@ -55,8 +55,9 @@ pub(crate) struct FinetuneArgs {
     /// Also put the loss on prompt tokens (default: responses only).
     #[arg(long)]
     train_on_prompt: bool,
-    /// Training context: tokens per window.
-    #[arg(short = 'c', long, value_name = "TOKENS", default_value_t = 512)]
+    /// Training context: tokens per window, a multiple of 256 (llama.cpp's context
+    /// granularity: the window must fill the context for the K and V projections to train)
+    #[arg(short = 'c', long, value_name = "TOKENS", default_value_t = 512, value_parser = parse_window)]
     ctx: u32,
     /// One example per window instead of packing several.
     #[arg(long)]
@@ -88,6 +89,10 @@ pub(crate) struct FinetuneArgs {
     /// Weight decay (decoupled for AdamW).
     #[arg(long, value_name = "WD", default_value_t = 0.0)]
     weight_decay: f32,
+    /// Windows per optimizer step: their gradients are averaged, as in one batch of N windows
+    /// (steps, --max-steps, --warmup and checkpoints count optimizer steps)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    grad_accum: u32,
     /// Seed of the data order and the adapter's start.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -194,6 +199,7 @@ pub(crate) fn run(args: FinetuneArgs, global: &GlobalOptions) -> Result<Outcome>
             OptimizerArg::Sgd => Optimizer::Sgd,
         },
         weight_decay: args.weight_decay,
+        grad_accumulation: args.grad_accum,
         seed: args.seed,
         threads: args.threads.unwrap_or_else(crate::llama::default_threads),
         eval_every: args.eval_every,
@@ -249,4 +255,12 @@ pub(crate) fn run(args: FinetuneArgs, global: &GlobalOptions) -> Result<Outcome>
         );
     }
     Ok(if report.bad_lines.is_empty() { Outcome::Success } else { Outcome::SomeInputsFailed })
+}
+
+fn parse_window(text: &str) -> Result<u32, String> {
+    let tokens: u32 = text.parse().map_err(|_| format!("`{text}` is not a number of tokens"))?;
+    if tokens == 0 || !tokens.is_multiple_of(256) {
+        return Err(format!("{tokens} is not a multiple of 256 (try {})", tokens.div_ceil(256).max(1) * 256));
+    }
+    Ok(tokens)
 }

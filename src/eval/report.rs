@@ -8,7 +8,8 @@
 //! [mcq]         # questions = "mcq.jsonl", method = "logprob"|"choice", parallel, limit
 //! [summary]     # docs = "test.jsonl", refs = "test.jsonl", max_tokens, limit
 //! [perplexity]  # text = "heldout.txt", ctx = 256, chunks
-//! [extract]     # schema = "discharge_summary", docs = "docs.jsonl", gold = "gold.jsonl", parallel, limit
+//! [extract]     # schema = "discharge_summary", docs = "docs.jsonl", gold = "gold.jsonl", parallel,
+//!               # examples = true|false (the schema's few-shot examples), limit
 //! [deid]        # gold = "documents.jsonl", limit
 //! ```
 
@@ -94,6 +95,11 @@ pub struct ExtractTask {
     /// Documents decoded together.
     #[serde(default = "default_parallel")]
     pub parallel: usize,
+    /// Prompt with the schema's own few-shot examples, as `medllm extract` does by default.
+    /// `false` prompts as `medllm prepare` writes extraction examples (instruction and
+    /// schema only), the prompt a model fine-tuned on that data learnt.
+    #[serde(default = "default_true")]
+    pub examples: bool,
     /// Most documents.
     pub limit: Option<usize>,
 }
@@ -108,6 +114,9 @@ pub struct DeidTask {
     pub limit: Option<usize>,
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_parallel() -> usize {
     4
 }
@@ -419,7 +428,7 @@ fn run_task(
                 .map_err(engine)?;
             let options = ExtractOptions {
                 parallel: task.parallel.max(1),
-                examples: source.examples,
+                examples: if task.examples { source.examples } else { Vec::new() },
                 threads,
                 ..ExtractOptions::default()
             };

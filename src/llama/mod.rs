@@ -89,6 +89,12 @@ pub enum LlamaError {
         /// The file.
         path: PathBuf,
     },
+    /// A training context could not be set up with these parameters.
+    #[error("cannot set up training: {reason}")]
+    TrainSetup {
+        /// Why.
+        reason: String,
+    },
     /// A training window was refused.
     #[error("training step failed: {reason}")]
     TrainWindow {

@@ -104,6 +104,21 @@ impl Model {
         unsafe { llama_sys::ggml_backend_tensor_get(tensor.as_ptr(), bytes.as_mut_ptr().cast(), 0, size) };
         Some(bytes)
     }
+
+    /// Overwrites one of the model's F32 tensors in place (tests perturb weights with it).
+    #[cfg(test)]
+    pub(crate) fn set_tensor_f32(&self, name: &str, values: &[f32]) {
+        let c_name = CString::new(name).unwrap();
+        // SAFETY: the model is live; `c_name` is NUL-terminated.
+        let tensor = unsafe { llama_sys::llama_model_get_tensor_by_name(self.as_ptr(), c_name.as_ptr()) };
+        let tensor = NonNull::new(tensor).expect("no such tensor");
+        // SAFETY: a live tensor of this model.
+        let size = unsafe { llama_sys::ggml_nbytes(tensor.as_ptr()) };
+        assert_eq!(size, values.len() * 4, "{name} is not an F32 tensor of {} values", values.len());
+        // SAFETY: `values` holds exactly the tensor's `size` bytes; the tensor has a buffer
+        // (the model was loaded with weights).
+        unsafe { llama_sys::ggml_backend_tensor_set(tensor.as_ptr(), values.as_ptr().cast(), 0, size) };
+    }
 }
 
 /// Which optimizer updates the parameters.
@@ -198,7 +213,7 @@ impl<'m> Trainer<'m> {
         params: &TrainerParams,
     ) -> Result<Trainer<'m>, LlamaError> {
         if params.window < 8 {
-            return Err(LlamaError::LoraInit {
+            return Err(LlamaError::TrainSetup {
                 reason: format!("a window of {} tokens is too short", params.window),
             });
         }
@@ -218,6 +233,21 @@ impl<'m> Trainer<'m> {
             f32_kv: true,
         };
         let mut context = Context::new(model, &context_params)?;
+        // llama.cpp rounds the context up (to a multiple of 256 tokens); the attention reads
+        // the window's own K and V, and so passes gradients to the K and V projections, only
+        // when the window fills the whole context. Otherwise it reads them from the cache,
+        // which gradients do not cross, and those projections (and, through them, every
+        // earlier layer) would train on a truncated gradient.
+        if context.n_ctx() != params.window {
+            return Err(LlamaError::TrainSetup {
+                reason: format!(
+                    "a training window of {} tokens: llama.cpp needs the window to fill its context of {} \
+                     (use a multiple of 256)",
+                    params.window,
+                    context.n_ctx()
+                ),
+            });
+        }
         let attached: Vec<(&'m LoraAdapter<'m>, f32)> = adapters.iter().map(|a| (*a, 1.0)).collect();
         context.set_adapters(&attached)?;
         let mut step = Box::new(optimizer_params(OptimizerStep::default()));

@@ -1,6 +1,7 @@
-//! medllm's two llama.cpp training patches, checked on the tiny model: adapter tensors train
-//! with the base frozen (0001), masked positions add neither loss nor gradient (0002).
-//! Each test fails without its patch.
+//! medllm's llama.cpp training patches, checked on the tiny model: adapter tensors train
+//! with the base frozen (0001), masked positions add neither loss nor gradient (0002), and
+//! the gradients of the rewritten matrix-product backward pass (0004) match finite
+//! differences of the loss.
 
 use std::path::Path;
 
@@ -8,7 +9,8 @@ use super::*;
 use crate::gguf::GgufFile;
 use crate::test_support::tiny_model_path;
 
-const WINDOW: usize = 32;
+/// llama.cpp pads its context to a multiple of 256; the window must fill it (see Trainer::new).
+const WINDOW: usize = 256;
 
 fn tiny_model() -> Model {
     Model::load(tiny_model_path(), &ModelParams::default()).unwrap()
@@ -189,7 +191,12 @@ fn masked_loss_is_the_mean_over_the_kept_positions() {
     let kept: Vec<usize> = (0..WINDOW).filter(|i| i % 3 == 0).collect();
     let mut context = Context::new(
         &model,
-        &ContextParams { n_ctx: 64, n_batch: 64, n_ubatch: 64, ..ContextParams::default() },
+        &ContextParams {
+            n_ctx: WINDOW as u32,
+            n_batch: WINDOW as u32,
+            n_ubatch: WINDOW as u32,
+            ..ContextParams::default()
+        },
     )
     .unwrap();
     let mut batch = Batch::new(WINDOW, 1);
@@ -308,4 +315,62 @@ fn full_fine_tuning_changes_the_model_tensors() {
     assert!(last < first, "loss fell from {first} to {last}");
     drop(trainer);
     assert!(model.tensor_bytes("blk.0.attn_q.weight").unwrap() != before);
+}
+
+fn f32_values(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+#[test]
+fn gradients_match_finite_differences_of_the_loss() {
+    // One SGD step with learning rate η moves every weight by -η·∂L/∂w: the gradient the
+    // backward pass computed. Against it, the central difference of the loss (evaluated
+    // without training) for the weights with the largest gradients. The weight matrices
+    // cover both gradients of a matrix product: a weight's own, and (through the layers
+    // above) the input's; attention adds products of two activations.
+    let model =
+        Model::load(tiny_model_path(), &ModelParams { use_mmap: false, ..ModelParams::default() }).unwrap();
+    let names =
+        ["blk.0.attn_q.weight", "blk.0.attn_v.weight", "blk.0.ffn_down.weight", "blk.1.attn_k.weight"];
+    let sgd = TrainerParams { trainable: Trainable::AllModelTensors, ..params(Optimizer::Sgd, 1) };
+    let mut trainer = Trainer::new(&model, &[], &sgd).unwrap();
+    let (tokens, labels) = window(3);
+    let eta = 1e-3f32;
+    let before: Vec<Vec<f32>> = names.iter().map(|n| f32_values(&model.tensor_bytes(n).unwrap())).collect();
+    trainer.set_step(step(eta));
+    trainer.window(&tokens, &labels, true).unwrap();
+    let gradients: Vec<Vec<f32>> = names
+        .iter()
+        .zip(&before)
+        .map(|(n, w0)| {
+            let w1 = f32_values(&model.tensor_bytes(n).unwrap());
+            w0.iter().zip(&w1).map(|(a, b)| (a - b) / eta).collect()
+        })
+        .collect();
+    for (name, w0) in names.iter().zip(&before) {
+        model.set_tensor_f32(name, w0);
+    }
+
+    let mut checked = 0;
+    for ((name, w0), gradient) in names.iter().zip(&before).zip(&gradients) {
+        let mut by_size: Vec<usize> = (0..gradient.len()).collect();
+        by_size.sort_by(|&a, &b| gradient[b].abs().total_cmp(&gradient[a].abs()));
+        for &i in by_size.iter().take(3) {
+            let eps = 1e-2f32;
+            let mut loss_at = |delta: f32| {
+                let mut w = w0.clone();
+                w[i] += delta;
+                model.set_tensor_f32(name, &w);
+                trainer.window(&tokens, &labels, false).unwrap()
+            };
+            let numeric = (loss_at(eps) - loss_at(-eps)) / (2.0 * eps as f64);
+            model.set_tensor_f32(name, w0);
+            let analytic = gradient[i] as f64;
+            assert!(analytic.abs() > 1e-3, "{name}[{i}]: gradient {analytic} too small to check");
+            let gap = (numeric - analytic).abs() / analytic.abs();
+            assert!(gap < 0.05, "{name}[{i}]: backward {analytic}, finite difference {numeric}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 12);
 }

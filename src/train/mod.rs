@@ -85,6 +85,8 @@ pub struct FinetuneSettings {
     pub optimizer: Optimizer,
     /// Weight decay.
     pub weight_decay: f32,
+    /// Windows whose gradients are summed into one optimizer step (1: a step per window).
+    pub grad_accumulation: u32,
     /// Seed of data order and adapter initialisation.
     pub seed: u64,
     /// CPU threads.
@@ -161,6 +163,13 @@ struct CheckpointState {
     model: String,
     method: String,
     ctx: u32,
+    /// Absent in checkpoints written before accumulation could be set: 1.
+    #[serde(default = "one")]
+    grad_accumulation: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Why fine-tuning stopped.
@@ -286,7 +295,9 @@ pub fn finetune(
         .unwrap_or_default();
     let windows_per_epoch =
         pack_windows(&train.examples.iter().collect::<Vec<_>>(), window, pad, settings.pack).len();
-    let mut planned_steps = settings.epochs as u64 * windows_per_epoch as u64;
+    let accumulation = settings.grad_accumulation.max(1) as u64;
+    // A step is `accumulation` windows; windows left over at the end make no step.
+    let mut planned_steps = (settings.epochs as u64 * windows_per_epoch as u64 / accumulation).max(1);
     if let Some(max) = settings.max_steps {
         planned_steps = if settings.epochs == 0 { max } else { planned_steps.min(max) };
     }
@@ -312,7 +323,7 @@ pub fn finetune(
             window: settings.ctx,
             threads: settings.threads,
             optimizer: settings.optimizer,
-            grad_accumulation: 1,
+            grad_accumulation: accumulation as u32,
             trainable: if full { Trainable::AllModelTensors } else { Trainable::AdaptersOnly },
         },
     )?;
@@ -365,16 +376,19 @@ pub fn finetune(
             write_checkpoint(&checkpoint_dir, settings, trainer, adapter, model, step)
         };
 
+    // Windows trained so far, and the losses of the step in progress.
+    let mut windows_done = step * accumulation;
+    let mut step_losses: Vec<(f64, usize)> = Vec::new();
     'epochs: while step < planned_steps {
         // Data order: a shuffle per epoch from the seed, so a resumed run sees the same order.
-        let epoch = step / windows_per_epoch.max(1) as u64;
+        let epoch = windows_done / windows_per_epoch.max(1) as u64;
         let mut order: Vec<&Example> = train.examples.iter().collect();
         let mut rng = SeededRng::keyed(settings.seed, &format!("epoch {epoch}"));
         for i in (1..order.len()).rev() {
             order.swap(i, rng.below(i + 1));
         }
         let windows = pack_windows(&order, window, pad, settings.pack);
-        let first = (step % windows_per_epoch.max(1) as u64) as usize;
+        let first = (windows_done % windows_per_epoch.max(1) as u64) as usize;
         for w in windows.iter().skip(first) {
             if step >= planned_steps {
                 break 'epochs;
@@ -385,12 +399,26 @@ pub fn finetune(
                 weight_decay: settings.weight_decay,
                 ..OptimizerStep::default()
             });
-            let loss = trainer.window(&w.tokens, &w.labels, true)?;
-            step += 1;
+            // The optimizer updates after the last window of each accumulation period.
+            let window_loss = trainer.window(&w.tokens, &w.labels, true)?;
+            windows_done += 1;
             tokens_seen += w.tokens.len();
+            step_losses.push((window_loss, w.trained));
+            if !windows_done.is_multiple_of(accumulation) {
+                continue;
+            }
+            // The step's loss: the mean over its windows' trained tokens.
+            let trained: usize = step_losses.iter().map(|(_, n)| n).sum();
+            let loss = if trained == 0 {
+                step_losses.iter().map(|(l, _)| l).sum::<f64>() / step_losses.len() as f64
+            } else {
+                step_losses.iter().map(|(l, n)| l * *n as f64).sum::<f64>() / trained as f64
+            };
+            step_losses.clear();
+            step += 1;
             losses_this_run.push(loss);
             let elapsed = started.elapsed().as_secs_f64();
-            let end_of_epoch = step.is_multiple_of(windows_per_epoch as u64) || step == planned_steps;
+            let end_of_epoch = windows_done.is_multiple_of(windows_per_epoch as u64) || step == planned_steps;
             let validate_now =
                 (settings.eval_every > 0 && step.is_multiple_of(settings.eval_every)) || end_of_epoch;
             let val_loss = if validate_now { validate(&mut trainer)? } else { None };
@@ -400,7 +428,7 @@ pub fn finetune(
             }
             let record = LogRecord {
                 step,
-                epoch: step as f64 / windows_per_epoch as f64,
+                epoch: windows_done as f64 / windows_per_epoch as f64,
                 loss,
                 val_loss,
                 lr: lr as f64,
@@ -553,19 +581,24 @@ fn read_checkpoint_state(dir: &Path, settings: &FinetuneSettings) -> Result<Chec
     let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
     let state: CheckpointState = serde_json::from_str(&text)
         .map_err(|e| TrainError::Settings(format!("{}: not a medllm checkpoint ({e})", path.display())))?;
+    let accumulation = settings.grad_accumulation.max(1);
     if state.method != method_name(&settings.method)
         || state.ctx != settings.ctx
         || state.seed != settings.seed
+        || state.grad_accumulation != accumulation
     {
         return Err(TrainError::Settings(format!(
-            "the checkpoint in {} was made with {} (ctx {}, seed {}); this run asks for {} (ctx {}, seed {})",
+            "the checkpoint in {} was made with {} (ctx {}, seed {}, grad-accum {}); \
+             this run asks for {} (ctx {}, seed {}, grad-accum {})",
             dir.display(),
             state.method,
             state.ctx,
             state.seed,
+            state.grad_accumulation,
             method_name(&settings.method),
             settings.ctx,
-            settings.seed
+            settings.seed,
+            accumulation
         )));
     }
     Ok(state)
@@ -600,6 +633,7 @@ fn write_checkpoint(
         model: settings.model.display().to_string(),
         method: method_name(&settings.method),
         ctx: settings.ctx,
+        grad_accumulation: settings.grad_accumulation.max(1),
     };
     let path = dir.join("state.json");
     write_atomically(&path, |w| serde_json::to_writer_pretty(w, &state).map_err(std::io::Error::other))

@@ -127,7 +127,7 @@ fn settings(dir: &Path, output: &str) -> FinetuneSettings {
         method: Method::Lora { rank: 4, alpha: 8.0, targets: DEFAULT_TARGETS.map(String::from).to_vec() },
         format: DataFormat::Chat,
         train_on_prompt: false,
-        ctx: 128,
+        ctx: 256,
         pack: true,
         overlong: Overlong::Skip,
         epochs: 8,
@@ -138,6 +138,7 @@ fn settings(dir: &Path, output: &str) -> FinetuneSettings {
         schedule: Schedule::Cosine,
         optimizer: Optimizer::AdamW,
         weight_decay: 0.0,
+        grad_accumulation: 1,
         seed: 9,
         threads: 2,
         eval_every: 0,
@@ -208,6 +209,45 @@ fn a_stopped_run_resumes_where_it_stopped() {
     assert_eq!(log.lines().count(), 12, "one log line per step across the stop");
 
     // A checkpoint of other settings is refused.
-    let other = FinetuneSettings { ctx: 256, ..resumed };
+    let other = FinetuneSettings { ctx: 512, ..resumed };
+    assert!(matches!(finetune(&other, &mut Quiet, &AtomicBool::new(false)), Err(TrainError::Settings(_))));
+}
+
+#[test]
+fn accumulated_steps_take_several_windows_and_resume_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let base =
+        FinetuneSettings { max_steps: Some(4), grad_accumulation: 3, ..settings(dir.path(), "straight") };
+    let report = finetune(&base, &mut Quiet, &AtomicBool::new(false)).unwrap();
+    assert_eq!(report.steps, 4);
+    let log = std::fs::read_to_string(base.output.join("train_log.jsonl")).unwrap();
+    let records: Vec<LogRecord> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 4, "one log line per optimizer step");
+    for r in &records {
+        let windows = r.epoch * report.windows_per_epoch as f64;
+        assert!((windows - 3.0 * r.step as f64).abs() < 1e-9, "step {} after {windows} windows", r.step);
+    }
+
+    // Stopped after the first step, then resumed: the same adapter as straight through.
+    let stopped = FinetuneSettings { max_minutes: Some(0.0), ..base.clone() };
+    let stopped = FinetuneSettings { output: dir.path().join("stopped"), ..stopped };
+    let first = finetune(&stopped, &mut Quiet, &AtomicBool::new(false)).unwrap();
+    assert_eq!(first.steps, 1);
+    let checkpoint = stopped.output.join("checkpoint");
+    let resumed = FinetuneSettings { resume: Some(checkpoint.clone()), max_minutes: None, ..stopped.clone() };
+    finetune(&resumed, &mut Quiet, &AtomicBool::new(false)).unwrap();
+    let a = tensor_values(&base.output.join("adapter.gguf"));
+    let b = tensor_values(&resumed.output.join("adapter.gguf"));
+    let gap = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(gap < 1e-5, "resumed run drifted by {gap}");
+
+    // One window per step moves the adapter differently over the same four steps.
+    let single = FinetuneSettings { grad_accumulation: 1, output: dir.path().join("single"), ..base.clone() };
+    finetune(&single, &mut Quiet, &AtomicBool::new(false)).unwrap();
+    let c = tensor_values(&single.output.join("adapter.gguf"));
+    assert!(a.iter().zip(&c).any(|(x, y)| (x - y).abs() > 1e-4));
+
+    // A checkpoint made with another accumulation is refused.
+    let other = FinetuneSettings { grad_accumulation: 2, ..resumed };
     assert!(matches!(finetune(&other, &mut Quiet, &AtomicBool::new(false)), Err(TrainError::Settings(_))));
 }
