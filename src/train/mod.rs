@@ -85,7 +85,7 @@ pub struct FinetuneSettings {
     pub optimizer: Optimizer,
     /// Weight decay.
     pub weight_decay: f32,
-    /// Windows whose gradients are summed into one optimizer step (1: a step per window).
+    /// Windows whose gradients are averaged into one optimizer step (1: a step per window).
     pub grad_accumulation: u32,
     /// Seed of data order and adapter initialisation.
     pub seed: u64,
@@ -418,7 +418,10 @@ pub fn finetune(
             step += 1;
             losses_this_run.push(loss);
             let elapsed = started.elapsed().as_secs_f64();
-            let end_of_epoch = windows_done.is_multiple_of(windows_per_epoch as u64) || step == planned_steps;
+            // An epoch ended within this step's windows (a step can straddle two epochs).
+            let per_epoch = windows_per_epoch.max(1) as u64;
+            let end_of_epoch = (windows_done - accumulation) / per_epoch != windows_done / per_epoch
+                || step == planned_steps;
             let validate_now =
                 (settings.eval_every > 0 && step.is_multiple_of(settings.eval_every)) || end_of_epoch;
             let val_loss = if validate_now { validate(&mut trainer)? } else { None };
