@@ -11,7 +11,7 @@ use super::names::{
     LoraSlot, PeftName, Projection, parse_peft_name, permute_rows_for_rope, permutes_query_key,
 };
 use super::peft::{PeftAdapter, PeftMatrix};
-use crate::gguf::{GgmlType, GgufFile, MetadataValue, TensorSpec, write_gguf};
+use crate::gguf::{GgmlType, GgufFile, LoadScope, MetadataValue, TensorSpec, write_gguf};
 
 /// What to convert, for which base, into what.
 #[derive(Debug, Clone)]
@@ -53,6 +53,7 @@ struct AdaptedWeight {
 /// Converts a PEFT adapter for the base model, writing the GGUF adapter atomically.
 pub fn convert_peft(settings: &ConvertSettings) -> Result<ConvertReport, LoraError> {
     let base = GgufFile::open(&settings.base)?;
+    base.check_loadable(LoadScope::Everything)?;
     if crate::atomic_file::same_path(&settings.base, &settings.output) {
         return Err(LoraError::OutputIsInput { path: settings.output.clone() });
     }
@@ -158,6 +159,11 @@ pub fn convert_peft(settings: &ConvertSettings) -> Result<ConvertReport, LoraErr
                 })?;
             }
         }
+        if let Some(bad) = b_values.iter().find(|v| !v.is_finite()) {
+            return Err(shape_error(format!(
+                "scaling lora_B by {factor} (its alpha against the adapter's) gives {bad}, not a finite number"
+            )));
+        }
         weights.push(AdaptedWeight {
             base_tensor,
             a: a.clone(),
@@ -166,6 +172,12 @@ pub fn convert_peft(settings: &ConvertSettings) -> Result<ConvertReport, LoraErr
     }
 
     let alpha = alpha as f32;
+    if !alpha.is_normal() {
+        return Err(LoraError::Peft {
+            path: settings.peft_dir.join(super::CONFIG_FILE),
+            reason: format!("lora_alpha {} does not fit a 32-bit float", config.lora_alpha),
+        });
+    }
     let metadata = adapter_metadata(&base, &architecture, alpha, &peft);
     write_adapter(&settings.output, &metadata, &weights)?;
     Ok(ConvertReport {

@@ -41,6 +41,16 @@ pub enum QuantError {
     /// Two models that cannot be compared token by token.
     #[error("{0}")]
     Incomparable(String),
+    /// A model's predictions are not numbers: no figure computed from them would mean anything.
+    #[error(
+        "{model} predicts logits that are not finite numbers (NaN or infinity) at token {position} of the text: its weights are damaged (merged with a NaN adapter?)"
+    )]
+    NonFiniteLogits {
+        /// The model.
+        model: PathBuf,
+        /// Token position in the text.
+        position: usize,
+    },
     /// The text to score is too short.
     #[error("the text has {tokens} tokens; at least {needed} are needed (give more text or a smaller --ctx)")]
     TextTooShort {

@@ -9,6 +9,7 @@ mod cli_gguf_tools;
 mod cli_info;
 mod cli_ollama;
 mod docs;
+mod model_metadata_fuzz;
 mod real_model;
 mod repository;
 mod serve;
