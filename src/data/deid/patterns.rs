@@ -773,11 +773,13 @@ pub(crate) fn build_name_patterns() -> Vec<(Regex, bool)> {
     let word = format!(r"(?:{UPPER}[{LETTER}'’-]+|{UPPER}\.)");
     let particle =
         r"(?:(?i:de|del|de la|de los|da|dos|van|van der|van den|von|bin|al|el|le|la|di|du|ap|ó|St\.)[ \t]+)?";
-    // Names stay on their line: "PCP: Gilbert Perez\nAttending: ..." is two names.
-    let name_run = format!(r"({particle}{word}(?: {particle}{word}){{0,3}})");
+    // A name may wrap onto the next line ("Dr. Helga\nVoss"); a word that follows on the
+    // next line and is no name ("PCP: Gilbert Perez\nAttending: …") is trimmed off.
+    let name_run = format!(r"({particle}{word}(?:(?: |\n){particle}{word}){{0,3}})");
     // After a cue the name may come surname first: "for Kapaona, Boubacar".
-    let cued_run =
-        format!(r"({particle}{word}, {word}(?: {word})?|{particle}{word}(?: {particle}{word}){{0,3}})");
+    let cued_run = format!(
+        r"({particle}{word}, {word}(?: {word})?|{particle}{word}(?:(?: |\n){particle}{word}){{0,3}})"
+    );
     let sources = [
         format!(
             r"(?-u:\b)(?:(?i:Dr|Mr|Mrs|Ms)|Miss|Mx|Prof|Sra|Sr|Rev|Fr|Sister|Nurse|Mme|Mlle|Herr|Frau|Officer|Trooper|Deputy|Sgt|Sergeant|Det|Detective|Lt|Capt|Cpl|Agent|Judge|Hon|Justice|Pastor|Father|Chaplain|Rabbi|Imam|Coach|Principal|Professor|Midwife|Sheriff|Constable|PC|DS|DI)(?:\.\s*|[ \t]){name_run}"
