@@ -407,6 +407,7 @@ impl<'m> Extractor<'m> {
     /// needed between them). A repeated array item is rolled back and the array closed.
     fn step(&mut self, slot: &mut Slot<'m>, index: usize, rng: &mut SplitMix) -> Result<(), ExtractError> {
         let eos = self.guidance.as_ref().map(ConstraintFactory::eos);
+        self.ctx.check_logits(index)?;
         let decoded = slot.tokens.len();
         let token = match &mut slot.constraint {
             SlotConstraint::Gbnf(sampler) => sampler.sample(&self.ctx, index),

@@ -135,6 +135,7 @@ pub fn generate<E: std::error::Error + 'static>(
         if generated >= max_tokens {
             break StopReason::MaxTokens;
         }
+        ctx.check_logits(logits_index)?;
         let token = sampler.sample(ctx, logits_index);
         if !limits.ignore_end && model.is_end_of_generation(token) {
             break StopReason::EndOfGeneration;

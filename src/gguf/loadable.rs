@@ -10,9 +10,9 @@
 //! fallback). docs/gguf-toolchain.md lists them with the reason for each.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
-use super::{GgufError, GgufFile, MetadataValue};
+use super::{GgufError, GgufFile, MetadataValue, is_name_like, quoted_name};
 
 /// Which parts of a model file llama.cpp will read, and so which must be checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +101,11 @@ impl GgufFile {
         let checked = match scope {
             LoadScope::Hyperparameters => check_hyperparameters(self),
             LoadScope::Vocabulary => check_vocabulary(self).map(|_| ()),
+            LoadScope::Everything if self.architecture() == Some("clip") => Err(problem(
+                "general.architecture",
+                "is \"clip\": a vision encoder (multimodal projector), which llama.cpp can quantize \
+                 but not run on its own",
+            )),
             LoadScope::Everything => check_hyperparameters(self).and_then(|()| {
                 let n_tokens = check_vocabulary(self)?;
                 check_embedding_rows(self, n_tokens)
@@ -114,6 +119,18 @@ fn check_hyperparameters(file: &GgufFile) -> Checked {
     let arch = file.architecture().filter(|a| !a.is_empty()).ok_or_else(|| {
         problem("general.architecture", "is missing: the file does not say what model it is")
     })?;
+    // The architecture names every other key; a value that is no name is not echoed in them.
+    if !is_name_like(arch) {
+        return Err(problem(
+            "general.architecture",
+            format!("is {}, not an architecture name", quoted_name(arch)),
+        ));
+    }
+    // llama.cpp reads no hyperparameters of vision encoders (multimodal projectors), which
+    // it only quantizes.
+    if arch == "clip" {
+        return Ok(());
+    }
     let key = |name: &str| format!("{arch}.{name}");
     let n_blocks =
         count(file, &key("block_count"))?.ok_or_else(|| problem(&key("block_count"), "is missing"))?;
@@ -147,7 +164,7 @@ fn check_hyperparameters(file: &GgufFile) -> Checked {
         if !ROPE_SCALING_TYPES.contains(&name) {
             return Err(problem(
                 &key("rope.scaling.type"),
-                format!("is {name:?}; llama.cpp knows {}", ROPE_SCALING_TYPES.join(", ")),
+                format!("is {}; llama.cpp knows {}", quoted_name(name), ROPE_SCALING_TYPES.join(", ")),
             ));
         }
     }
@@ -345,14 +362,14 @@ fn check_vocabulary(file: &GgufFile) -> Checked<usize> {
         return Err(problem(
             MODEL,
             format!(
-                "is {model:?}: the model has no tokenizer, and medllm needs one to turn text into tokens"
+                "is \"{model}\": the model has no tokenizer, and medllm needs one to turn text into tokens"
             ),
         ));
     }
     let family =
         TOKENIZERS.iter().find(|(name, _)| *name == model).map(|(_, family)| *family).ok_or_else(|| {
             let known: Vec<&str> = TOKENIZERS.iter().map(|(name, _)| *name).collect();
-            problem(MODEL, format!("is {model:?}; llama.cpp knows {}", known.join(", ")))
+            problem(MODEL, format!("is {}; llama.cpp knows {}", quoted_name(model), known.join(", ")))
         })?;
 
     let items =
@@ -371,13 +388,13 @@ fn check_vocabulary(file: &GgufFile) -> Checked<usize> {
         return Err(problem(TOKENS, format!("holds {} tokens; token ids are 32-bit", tokens.len())));
     }
     // llama.cpp renames an empty token `[EMPTY_<id>]` and asserts that no text is repeated.
-    let mut seen: HashSet<Cow<'_, str>> = HashSet::with_capacity(tokens.len());
+    let mut seen: HashMap<Cow<'_, str>, usize> = HashMap::with_capacity(tokens.len());
     for (id, token) in tokens.iter().enumerate() {
         let text = if token.is_empty() { Cow::Owned(format!("[EMPTY_{id}]")) } else { Cow::Borrowed(*token) };
-        if !seen.insert(text) {
+        if let Some(first) = seen.insert(text, id) {
             return Err(problem(
                 TOKENS,
-                format!("holds token {id}'s text twice (each token's text must be unique)"),
+                format!("gives token {id} the same text as token {first} (each token's text must be unique)"),
             ));
         }
     }
@@ -390,14 +407,11 @@ fn check_vocabulary(file: &GgufFile) -> Checked<usize> {
                 format!("has {} entries for {} tokens", scores.len(), tokens.len()),
             ));
         }
-        // The tokenizers sort candidates by score; NaN breaks the ordering they rely on.
-        if let Some(id) =
-            scores.iter().take(tokens.len()).position(|s| as_float(s).is_some_and(|s| !s.is_finite()))
-        {
-            return Err(problem(
-                "tokenizer.ggml.scores",
-                format!("holds a score for token {id} that is not finite"),
-            ));
+        // The tokenizers sort candidates by score: a NaN breaks the ordering their priority
+        // queues rely on (infinities order fine).
+        let nan_at = scores.iter().take(tokens.len()).position(|s| as_float(s).is_some_and(f64::is_nan));
+        if let Some(id) = nan_at {
+            return Err(problem("tokenizer.ggml.scores", format!("gives token {id} a NaN score")));
         }
     }
     let mut byte_tokens = Vec::new();
@@ -430,7 +444,7 @@ fn check_byte_tokens(
     tokens: &[&str],
     byte_tokens: &[usize],
     family: TokenizerFamily,
-    texts: &HashSet<Cow<'_, str>>,
+    texts: &HashMap<Cow<'_, str>, usize>,
 ) -> Checked {
     const TYPES: &str = "tokenizer.ggml.token_type";
     for &id in byte_tokens {
@@ -454,7 +468,7 @@ fn check_byte_tokens(
         for byte in utf8_bytes {
             let hex = format!("<0x{byte:02X}>");
             let plain = (byte < 0x80).then(|| char::from(byte).to_string());
-            if !texts.contains(hex.as_str()) && !plain.is_some_and(|p| texts.contains(p.as_str())) {
+            if !texts.contains_key(hex.as_str()) && !plain.is_some_and(|p| texts.contains_key(p.as_str())) {
                 return Err(problem(
                     "tokenizer.ggml.tokens",
                     format!(
@@ -501,10 +515,9 @@ fn check_embedding_rows(file: &GgufFile, n_tokens: usize) -> Checked {
 fn count(file: &GgufFile, key: &str) -> Checked<Option<u64>> {
     match file.get(key) {
         None => Ok(None),
-        Some(value) => value
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| problem(key, format!("is {}, not a non-negative integer", value.summary()))),
+        Some(value) => value.as_u64().map(Some).ok_or_else(|| {
+            problem(key, format!("is {}, not a non-negative integer", value.shown_in_error()))
+        }),
     }
 }
 
@@ -686,7 +699,11 @@ mod tests {
         assert!(vocab(&all_empty).1.contains("all of them empty"));
         assert!(vocab(&tokens_with(Vec::clear)).1.contains("is empty"));
         let duplicate = tokens_with(|items| items[300] = items[299].clone());
-        assert!(vocab(&duplicate).1.contains("token 300's text twice"), "{:?}", vocab(&duplicate));
+        assert!(
+            vocab(&duplicate).1.contains("gives token 300 the same text as token 299"),
+            "{:?}",
+            vocab(&duplicate)
+        );
         // One empty token is renamed by llama.cpp, not a duplicate of another empty one.
         let one_empty = tokens_with(|items| items[300] = Text(String::new()));
         one_empty.check_loadable(LoadScope::Vocabulary).unwrap();
@@ -710,7 +727,7 @@ mod tests {
         let (_, value) = nan_score.metadata.iter_mut().find(|(k, _)| k == "tokenizer.ggml.scores").unwrap();
         let MetadataValue::Array(scores) = value else { panic!() };
         scores[300] = F32(f32::NAN);
-        assert!(vocab(&nan_score).1.contains("token 300 that is not finite"));
+        assert!(vocab(&nan_score).1.contains("gives token 300 a NaN score"));
     }
 
     #[test]
@@ -731,6 +748,39 @@ mod tests {
         let (key, problem) = refusal(&shorter, LoadScope::Everything);
         assert_eq!(key, "tokenizer.ggml.tokens");
         assert!(problem.contains("561 tokens, but token_embd.weight has 560 rows"), "{problem}");
+    }
+
+    /// A multimodal projector has no language-model hyperparameters: llama.cpp quantizes it
+    /// without reading any, and refuses to run it.
+    #[test]
+    fn a_vision_projector_can_be_quantized_but_not_loaded() {
+        let mut file = with("general.architecture", Some(MetadataValue::String("clip".into())));
+        file.metadata.retain(|(k, _)| !k.starts_with("llama.") && !k.starts_with("tokenizer."));
+        file.check_loadable(LoadScope::Hyperparameters).unwrap();
+        let (key, problem) = refusal(&file, LoadScope::Everything);
+        assert_eq!(key, "general.architecture");
+        assert!(problem.contains("vision encoder"), "{problem}");
+    }
+
+    /// Metadata that is free text is not echoed into errors: only names are quoted.
+    #[test]
+    fn refusals_quote_names_but_not_free_text() {
+        use MetadataValue::String as Text;
+        let note = "Patient John Q. Example, MRN 12345678";
+        for key in ["llama.rope.scaling.type", "tokenizer.ggml.model", "llama.block_count"] {
+            let (found, problem) = refusal(&with(key, Some(Text(note.into()))), LoadScope::Everything);
+            assert_eq!(found, key);
+            assert!(!problem.contains("John") && !problem.contains("12345678"), "{key}: {problem}");
+            assert!(problem.contains(&format!("a text of {} characters", note.len())), "{key}: {problem}");
+        }
+        let (key, problem) =
+            refusal(&with("general.architecture", Some(Text(note.into()))), LoadScope::Hyperparameters);
+        assert_eq!(key, "general.architecture");
+        assert!(!problem.contains("John"), "{problem}");
+        // A short name is quoted, escaped, so that a user sees what the file says.
+        let (_, problem) =
+            refusal(&with("llama.rope.scaling.type", Some(Text("yarn2".into()))), LoadScope::Hyperparameters);
+        assert!(problem.contains("is \"yarn2\""), "{problem}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! file is an adapter, of the base's architecture, and each `<weight>.lora_a`/`.lora_b` pair
 //! fits the base weight it changes. Loading, merging and packaging share these rules.
 
-use super::{GgufFile, MetadataValue, TensorInfo};
+use super::{GgufFile, MetadataValue, TensorInfo, is_name_like, quoted_name};
 
 /// One base weight an adapter changes: W' = W + scale · B·A.
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +33,7 @@ pub enum AdapterProblem {
     /// Made for another architecture.
     #[error("it is for architecture {adapter}, the base model is {base}")]
     Architecture {
-        /// The adapter's `general.architecture`.
+        /// The adapter's `general.architecture` (its length only when it is no name).
         adapter: String,
         /// The base's.
         base: String,
@@ -83,7 +83,7 @@ pub fn lora_alpha(adapter: &GgufFile) -> Result<f32, AdapterProblem> {
         Some(MetadataValue::F32(a)) => *a,
         Some(MetadataValue::F64(a)) => *a as f32,
         Some(other) => {
-            other.as_u64().map(|a| a as f32).ok_or_else(|| AdapterProblem::Alpha(other.summary()))?
+            other.as_u64().map(|a| a as f32).ok_or_else(|| AdapterProblem::Alpha(other.shown_in_error()))?
         }
     };
     if alpha.is_finite() { Ok(alpha) } else { Err(AdapterProblem::Alpha(alpha.to_string())) }
@@ -91,7 +91,7 @@ pub fn lora_alpha(adapter: &GgufFile) -> Result<f32, AdapterProblem> {
 
 /// Checks that `adapter` is a LoRA adapter for `base` and pairs its tensors, in name order.
 pub fn lora_pairs<'a>(adapter: &'a GgufFile, base: &GgufFile) -> Result<Vec<LoraPair<'a>>, AdapterProblem> {
-    let quoted = |key: &str| adapter.get_str(key).map_or_else(|| "missing".to_string(), |v| format!("{v:?}"));
+    let quoted = |key: &str| adapter.get_str(key).map_or_else(|| "missing".to_string(), quoted_name);
     if adapter.get_str("general.type") != Some("adapter") || adapter.get_str("adapter.type") != Some("lora") {
         return Err(AdapterProblem::NotLora {
             general_type: quoted("general.type"),
@@ -101,7 +101,9 @@ pub fn lora_pairs<'a>(adapter: &'a GgufFile, base: &GgufFile) -> Result<Vec<Lora
     let (adapter_arch, base_arch) =
         (adapter.architecture().unwrap_or("unknown"), base.architecture().unwrap_or("unknown"));
     if adapter_arch != base_arch {
-        return Err(AdapterProblem::Architecture { adapter: adapter_arch.into(), base: base_arch.into() });
+        // Architecture names are shown bare; a value that is no name only by its length.
+        let shown = |arch: &str| if is_name_like(arch) { arch.to_string() } else { quoted_name(arch) };
+        return Err(AdapterProblem::Architecture { adapter: shown(adapter_arch), base: shown(base_arch) });
     }
     lora_alpha(adapter)?;
 

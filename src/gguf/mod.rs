@@ -94,6 +94,17 @@ impl MetadataValue {
         }
     }
 
+    /// The value as an error message may show it: numbers as they are, a string only when
+    /// it looks like a name (see [`quoted_name`]), an array by its length. Keeps free text
+    /// from a file (which a fine-tuned model's metadata could hold) out of logs and terminals.
+    pub fn shown_in_error(&self) -> String {
+        match self {
+            MetadataValue::String(s) => quoted_name(s),
+            MetadataValue::Array(items) => format!("an array of {} items", items.len()),
+            other => other.summary(),
+        }
+    }
+
     /// A short human rendering: arrays show their length and first items.
     pub fn summary(&self) -> String {
         match self {
@@ -109,6 +120,24 @@ impl MetadataValue {
             other => serde_json::to_string(other).unwrap_or_default(),
         }
     }
+}
+
+/// A metadata string read as a name (an architecture, a tokenizer, a scaling type), for an
+/// error message: quoted when it is a short name of ASCII letters, digits and `_-.+`, as every
+/// name llama.cpp knows is; otherwise only its length, so no free text is echoed.
+pub fn quoted_name(value: &str) -> String {
+    if is_name_like(value) {
+        format!("{value:?}")
+    } else {
+        format!("a text of {} characters", value.chars().count())
+    }
+}
+
+/// Whether `value` could be a name llama.cpp knows: short, ASCII letters, digits and `_-.+`.
+pub(crate) fn is_name_like(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 40
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || "_-.+".contains(c))
 }
 
 /// One tensor record of a GGUF file.

@@ -182,6 +182,16 @@ impl<'m> Context<'m> {
         Some(unsafe { std::slice::from_raw_parts(ptr, self.n_vocab) })
     }
 
+    /// Checks that the `i`-th output's logits are numbers. Damaged weights make every logit
+    /// NaN; samplers then return some token without complaint (generation printed nothing
+    /// and exited 0). Infinities are left alone: they still order tokens.
+    pub fn check_logits(&self, i: usize) -> Result<(), LlamaError> {
+        match self.logits(i) {
+            Some(row) if row.iter().any(|l| l.is_nan()) => Err(LlamaError::NanLogits),
+            _ => Ok(()),
+        }
+    }
+
     fn memory(&self) -> llama_sys::llama_memory_t {
         // SAFETY: the context is valid; the memory handle lives as long as the context.
         unsafe { llama_sys::llama_get_memory(self.ptr.as_ptr()) }

@@ -107,6 +107,12 @@ pub enum LlamaError {
     /// The text could not be tokenised.
     #[error("tokenization failed: {0}")]
     Tokenize(String),
+    /// The model computed NaN logits: its weights hold NaN (a NaN adapter merged in, or a
+    /// damaged file), and any token a sampler picked from them would be arbitrary.
+    #[error(
+        "the model's predictions are not numbers (NaN logits): its weights are damaged (merged with a NaN adapter?); nothing was generated from them"
+    )]
+    NanLogits,
     /// No free room in the KV cache for the batch.
     #[error("the context is full: no room for {n_tokens} more tokens (raise --ctx)")]
     ContextFull {

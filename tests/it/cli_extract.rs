@@ -146,6 +146,28 @@ fn out_file_is_written_whole_and_stdout_stays_empty() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
 
+/// NaN logits make every token choice arbitrary: each document is an error record.
+#[test]
+fn a_model_with_nan_weights_gives_error_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("nan.gguf");
+    crate::write_model_with_nan_weights(&model);
+    let output = medllm()
+        .arg("extract")
+        .arg("-m")
+        .arg(&model)
+        .args(["--schema", small_schema(), "--max-tokens", "64"])
+        .write_stdin("Aspirin 81 mg daily.")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    let records = records(&output);
+    assert_eq!(records.len(), 1);
+    assert!(!records[0].valid);
+    let error = records[0].error.as_deref().unwrap_or_default();
+    assert!(error.contains("NaN logits"), "{error}");
+}
+
 #[test]
 fn empty_document_is_an_error_record() {
     let dir = tempfile::tempdir().unwrap();

@@ -81,6 +81,25 @@ fn adapter_of_another_architecture_exits_2() {
     assert!(stderr_of(&output).contains("not a LoRA adapter"), "{}", stderr_of(&output));
 }
 
+/// A model whose weights hold NaN predicts NaN logits; generation from them once printed
+/// nothing and exited 0 (issue 16 item 4).
+#[test]
+fn a_model_with_nan_weights_is_an_error_not_silence() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("nan.gguf");
+    crate::write_model_with_nan_weights(&model);
+    let output = medllm()
+        .arg("generate")
+        .arg("-m")
+        .arg(&model)
+        .args(["-p", "the patient", "-n", "8"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+    assert!(stderr_of(&output).contains("not numbers (NaN logits)"), "{}", stderr_of(&output));
+    assert!(output.stdout.is_empty(), "{:?}", String::from_utf8_lossy(&output.stdout));
+}
+
 #[test]
 fn closed_pipe_is_not_an_error() {
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("medllm"))

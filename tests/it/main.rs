@@ -67,3 +67,28 @@ pub fn write_lora_adapter(path: &Path, architecture: &str, n_out: u64) {
     })
     .unwrap();
 }
+
+/// The tiny model with every weight of `output_norm.weight` made NaN, so that every logit is
+/// NaN: what merging a NaN adapter used to write.
+pub fn write_model_with_nan_weights(path: &Path) {
+    use medllm::gguf::{GgmlType, GgufFile, TensorSpec, write_gguf};
+    let base = GgufFile::open(tiny_model()).unwrap();
+    let specs: Vec<TensorSpec> = base
+        .tensors
+        .iter()
+        .map(|t| TensorSpec { name: t.name.clone(), dims: t.dims.clone(), ggml_type: t.ggml_type })
+        .collect();
+    let source = base.reopen().unwrap();
+    let mut bytes = Vec::new();
+    let mut file = std::fs::File::create(path).unwrap();
+    write_gguf(&mut file, &base.metadata, &specs, |i, out| {
+        let tensor = &base.tensors[i];
+        base.read_tensor_data_into(&source, tensor, &mut bytes).map_err(std::io::Error::other)?;
+        if tensor.name == "output_norm.weight" {
+            assert_eq!(tensor.ggml_type, GgmlType::F32);
+            bytes = f32::NAN.to_le_bytes().repeat(bytes.len() / 4);
+        }
+        out.write_all(&bytes)
+    })
+    .unwrap();
+}
