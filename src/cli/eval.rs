@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 
-use super::options::ModelOptions;
+use super::options::{self, ModelOptions};
 use super::progress::ItemProgress;
 use super::{GlobalOptions, Outcome};
+use crate::atomic_file::{InputFiles, refuse_output_among_inputs};
 use crate::data::deid::PhiDetector;
 use crate::data::{InputOptions, read_inputs};
 use crate::eval::{
@@ -67,13 +68,13 @@ struct EvalMcqArgs {
     #[arg(long, value_enum, default_value = "logprob")]
     method: MethodArg,
     /// Sequences decoded together.
-    #[arg(short = 'P', long, value_name = "N", default_value_t = 4)]
+    #[arg(short = 'P', long, value_name = "N", default_value_t = 4, value_parser = options::count)]
     parallel: usize,
     /// Index answers (answer, cop) count from 1 (the original MedMCQA release).
     #[arg(long)]
     one_based: bool,
     /// Score at most this many questions.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = options::count)]
     limit: Option<usize>,
     /// Write every answer as a JSON line here.
     #[arg(long, value_name = "FILE")]
@@ -109,16 +110,16 @@ struct EvalSummaryArgs {
     #[arg(long, value_name = "FILE")]
     docs: Option<PathBuf>,
     /// Most tokens per generated summary.
-    #[arg(long, value_name = "N", default_value_t = 128)]
+    #[arg(long, value_name = "N", default_value_t = 128, value_parser = options::count)]
     max_tokens: usize,
     /// Summarise at most this many documents.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = options::count)]
     limit: Option<usize>,
     /// Write the generated summaries as JSON lines here.
     #[arg(short = 'o', long, value_name = "FILE", requires = "model")]
     out: Option<PathBuf>,
     /// CPU threads (default: all cores).
-    #[arg(short = 't', long, value_name = "N")]
+    #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
     /// Print the scores as one JSON object.
     #[arg(long)]
@@ -134,7 +135,7 @@ struct EvalPerplexityArgs {
     #[arg(long, value_name = "FILE")]
     text: PathBuf,
     /// Score at most this many chunks (default: the whole text).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = options::count)]
     chunks: Option<usize>,
     /// Print one JSON object.
     #[arg(long)]
@@ -159,7 +160,7 @@ struct EvalReportArgs {
     #[arg(short = 'o', long, value_name = "DIR")]
     out: PathBuf,
     /// CPU threads (default: all cores).
-    #[arg(short = 't', long, value_name = "N")]
+    #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
 }
 
@@ -209,7 +210,7 @@ struct EvalExtractArgs {
     #[arg(long, value_name = "FILE")]
     docs: Option<PathBuf>,
     /// Documents decoded together when running the model.
-    #[arg(short = 'P', long, value_name = "N", default_value_t = 4)]
+    #[arg(short = 'P', long, value_name = "N", default_value_t = 4, value_parser = options::count)]
     parallel: usize,
     /// Print the scores as one JSON object.
     #[arg(long)]
@@ -267,7 +268,7 @@ fn eval_extract(args: EvalExtractArgs, global: &GlobalOptions) -> Result<Outcome
                     records.push(r);
                     Ok::<_, std::convert::Infallible>(())
                 })
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .map_err(anyhow::Error::from)?;
             records
         }
         (None, None) => unreachable!("clap requires predictions or --model"),
@@ -313,6 +314,9 @@ fn print_table(out: &mut impl Write, s: &ExtractionScores) -> std::io::Result<()
 
 fn eval_deid(args: EvalDeidArgs, global: &GlobalOptions) -> Result<Outcome> {
     use std::io::BufRead;
+    if let Some(misses) = &args.misses {
+        refuse_output_among_inputs(misses, [args.gold.as_path()])?;
+    }
     let file = std::fs::File::open(&args.gold)
         .with_context(|| format!("cannot read gold {}", args.gold.display()))?;
     let mut bad_lines = 0usize;
@@ -417,6 +421,12 @@ fn threads_of(threads: Option<u16>) -> i32 {
 }
 
 fn eval_mcq(args: EvalMcqArgs, global: &GlobalOptions) -> Result<Outcome> {
+    if let Some(answers) = &args.answers {
+        refuse_output_among_inputs(
+            answers,
+            std::iter::once(args.questions.as_path()).chain(args.model.files()),
+        )?;
+    }
     let base = if args.one_based { IndexBase::One } else { IndexBase::Zero };
     let mut set = read_questions(&args.questions, base)?;
     for s in &set.skipped {
@@ -513,6 +523,14 @@ fn report_bad_lines(path: &Path, bad: &[crate::eval::BadLine]) {
 }
 
 fn eval_summary(args: EvalSummaryArgs, global: &GlobalOptions) -> Result<Outcome> {
+    if let Some(out) = &args.out {
+        let inputs = [Some(&args.refs), args.docs.as_ref(), args.model.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path)
+            .chain(args.lora.iter().map(|l| l.path.as_path()));
+        refuse_output_among_inputs(out, inputs)?;
+    }
     let (refs, bad_refs) = read_summaries(&args.refs)?;
     report_bad_lines(&args.refs, &bad_refs);
     let mut failed = !bad_refs.is_empty();
@@ -614,6 +632,11 @@ fn finish_summary(
 }
 
 fn eval_perplexity(args: EvalPerplexityArgs, _global: &GlobalOptions) -> Result<Outcome> {
+    // Refused before the model loads.
+    let (ctx, minimum) = (args.model.ctx as usize, crate::quant::MIN_CHUNK_TOKENS);
+    if ctx < minimum {
+        return Err(crate::quant::QuantError::ContextTooSmall { ctx, minimum }.into());
+    }
     let text = read_perplexity_text(&args.text)?;
     let model = args.model.load_model()?;
     let adapters = args.model.load_adapters(&model)?;
@@ -636,6 +659,15 @@ fn eval_perplexity(args: EvalPerplexityArgs, _global: &GlobalOptions) -> Result<
 }
 
 fn eval_report(args: EvalReportArgs, global: &GlobalOptions) -> Result<Outcome> {
+    let inputs = InputFiles::new(
+        [Some(&args.base), Some(&args.suite), args.tuned.as_ref(), args.lora.as_ref().map(|l| &l.path)]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path),
+    );
+    for name in ["report.md", "report.json"] {
+        inputs.check(&args.out.join(name))?;
+    }
     let suite = Suite::load(&args.suite)?;
     let tuned = match (&args.lora, &args.tuned) {
         (Some(spec), _) => Some(Tuned::Lora { adapter: spec.path.clone(), scale: spec.scale }),
@@ -671,6 +703,7 @@ fn eval_report(args: EvalReportArgs, global: &GlobalOptions) -> Result<Outcome> 
 }
 
 fn eval_synth_mcq(args: EvalSynthMcqArgs, global: &GlobalOptions) -> Result<Outcome> {
+    refuse_output_among_inputs(&args.out, [args.documents.as_path()])?;
     let documents: Vec<crate::data::synth::SynthDocument> = read_jsonl(&args.documents, "synth document")?;
     let questions = questions_from_synth(&documents, args.seed);
     crate::atomic_file::write_atomically(&args.out, |f| {

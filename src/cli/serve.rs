@@ -56,6 +56,9 @@ pub(crate) struct ServeArgs {
 pub(crate) fn run(args: ServeArgs, global: &GlobalOptions) -> Result<Outcome> {
     // Refused before the model loads.
     check_bind(&args.listen, args.api_key.as_deref())?;
+    if let Some(log) = &args.audit_log {
+        crate::atomic_file::refuse_output_among_inputs(log, args.model.files())?;
+    }
     let context = args.model.context_params(1);
     let options = ServeOptions {
         name: args.name.clone().unwrap_or_else(|| default_model_name(&args.model.model)),

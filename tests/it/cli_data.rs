@@ -29,6 +29,24 @@ fn synth_is_deterministic_per_seed() {
     assert!(dir.path().join("a/gold").read_dir().unwrap().count() >= 3);
 }
 
+#[test]
+fn synth_refuses_a_folder_with_files_and_leaves_them_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), 20, 1);
+    let before = std::fs::read(dir.path().join("documents.jsonl")).unwrap();
+    let gold: Vec<_> = dir.path().join("gold").read_dir().unwrap().map(|e| e.unwrap().file_name()).collect();
+    let output =
+        medllm().args(["synth", "-q", "--n", "5", "--seed", "2", "-o"]).arg(dir.path()).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr_of(&output).contains("not empty"), "{}", stderr_of(&output));
+    assert_eq!(std::fs::read(dir.path().join("documents.jsonl")).unwrap(), before);
+    assert_eq!(dir.path().join("gold").read_dir().unwrap().count(), gold.len());
+    // Empty subfolders (an interrupted run's) do not count as content.
+    let fresh = dir.path().join("fresh");
+    std::fs::create_dir_all(fresh.join("gold")).unwrap();
+    synth(&fresh, 5, 2);
+}
+
 /// The goal, on a corpus whose seed no development run used.
 #[test]
 fn deid_meets_the_recall_and_precision_goal_on_a_synthetic_corpus() {
