@@ -54,6 +54,12 @@ enum DevCommand {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// Print which rule of the de-identifier found each span of a text file (this prints
+    /// the text it found: for developing on synthetic or test documents only).
+    ExplainDeid {
+        /// The text file.
+        file: PathBuf,
+    },
     /// Rewrite the `--help` blocks in docs/<command>.md from the binary itself.
     SyncDocs {
         /// The docs folder.
@@ -97,6 +103,14 @@ pub(crate) fn run(args: DevArgs, global: &GlobalOptions) -> Result<Outcome> {
                 .with_context(|| format!("cannot write {}", output.display()))?;
             if !global.quiet {
                 eprintln!("wrote {}", output.display());
+            }
+        }
+        DevCommand::ExplainDeid { file } => {
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let detector = crate::data::deid::PhiDetector::new();
+            for (origin, value, category) in detector.explain(&text) {
+                println!("{origin:<12} {:<10} {value:?}", category.as_str());
             }
         }
         DevCommand::SyncDocs { docs } => {

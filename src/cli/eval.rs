@@ -13,10 +13,10 @@ use crate::atomic_file::{InputFiles, refuse_output_among_inputs};
 use crate::data::deid::PhiDetector;
 use crate::data::{InputOptions, read_inputs};
 use crate::eval::{
-    ExtractionScores, GoldPhiDocument, GoldRecord, IndexBase, McqMethod, McqSettings, PerplexitySettings,
-    ReportSettings, Suite, SummarySettings, Tuned, answer_questions, generate_summaries, perplexity,
-    questions_from_synth, read_documents, read_perplexity_text, read_questions, read_summaries,
-    render_markdown, run_report, score_deid, score_extraction, score_mcq, score_summaries, write_report,
+    ExtractionScores, GoldRecord, IndexBase, McqMethod, McqSettings, PerplexitySettings, ReportSettings,
+    Suite, SummarySettings, Tuned, answer_questions, generate_summaries, perplexity, questions_from_synth,
+    read_documents, read_gold, read_perplexity_text, read_questions, read_summaries, render_markdown,
+    run_report, score_deid, score_extraction, score_mcq, score_summaries, write_report,
 };
 use crate::extract::{
     ExtractOptions, ExtractionRecord, ExtractionSchema, Extractor, OutputConstraint, SchemaLimits,
@@ -180,8 +180,9 @@ struct EvalSynthMcqArgs {
 #[derive(Debug, Args)]
 struct EvalDeidArgs {
     /// Gold: JSON lines of {"id", "text", "phi": [{"category", "start", "end"}]} with
-    /// offsets in characters (`medllm synth` writes these as documents.jsonl).
-    #[arg(long, value_name = "GOLD.jsonl")]
+    /// offsets in characters (`medllm synth` writes these as documents.jsonl), or text with
+    /// inline marks ⟦CATEGORY|value⟧: one .txt file, or a folder of them
+    #[arg(long, value_name = "GOLD")]
     gold: PathBuf,
     /// Print the scores as one JSON object.
     #[arg(long)]
@@ -190,6 +191,10 @@ struct EvalDeidArgs {
     /// of the span: this file holds PHI when the gold does).
     #[arg(long, value_name = "FILE")]
     misses: Option<PathBuf>,
+    /// Write every leaked gold span as {"id", "category", "start", "end", "characters"}:
+    /// ids and offsets only, never the text.
+    #[arg(long, value_name = "FILE")]
+    leaks: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -313,58 +318,64 @@ fn print_table(out: &mut impl Write, s: &ExtractionScores) -> std::io::Result<()
 }
 
 fn eval_deid(args: EvalDeidArgs, global: &GlobalOptions) -> Result<Outcome> {
-    use std::io::BufRead;
-    if let Some(misses) = &args.misses {
-        refuse_output_among_inputs(misses, [args.gold.as_path()])?;
+    // The gold is a file or a folder; neither report may replace it or land among it.
+    let gold_inputs = InputFiles::new([args.gold.as_path()]);
+    for output in [&args.misses, &args.leaks].into_iter().flatten() {
+        gold_inputs.check(output)?;
     }
-    let file = std::fs::File::open(&args.gold)
-        .with_context(|| format!("cannot read gold {}", args.gold.display()))?;
-    let mut bad_lines = 0usize;
-    let mut documents = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("cannot read gold {}", args.gold.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<GoldPhiDocument>(&line) {
-            Ok(document) => documents.push(document),
-            Err(e) => {
-                bad_lines += 1;
-                eprintln!(
-                    "warning: {}:{}: not a gold line ({}); skipped",
-                    args.gold.display(),
-                    i + 1,
-                    e.classify_name()
-                );
-            }
-        }
+    if let (Some(misses), Some(leaks)) = (&args.misses, &args.leaks)
+        && crate::atomic_file::same_path(misses, leaks)
+    {
+        bail!("--misses and --leaks name the same file {}; give each its own", misses.display());
     }
-    if documents.is_empty() {
+    let gold = read_gold(&args.gold).context("cannot read the gold")?;
+    for problem in &gold.bad_lines {
+        eprintln!("warning: {problem}; skipped");
+    }
+    if gold.documents.is_empty() {
         bail!("{} holds no gold documents", args.gold.display());
     }
     let detector = PhiDetector::new();
-    let mut misses = match &args.misses {
-        Some(path) => Some(
-            crate::atomic_file::AtomicWriter::create(path)
-                .with_context(|| format!("cannot write {}", path.display()))?,
-        ),
-        None => None,
+    let open = |path: &Option<PathBuf>| -> Result<Option<crate::atomic_file::AtomicWriter>> {
+        path.as_ref()
+            .map(|p| {
+                crate::atomic_file::AtomicWriter::create(p)
+                    .with_context(|| format!("cannot write {}", p.display()))
+            })
+            .transpose()
     };
+    let mut misses = open(&args.misses)?;
+    let mut leaks = open(&args.leaks)?;
     let mut write_error = None;
-    let scores = score_deid(&detector, documents, |document, miss| {
-        if let Some(out) = &mut misses {
-            let text: String = document.text.chars().skip(miss.start).take(miss.end - miss.start).collect();
-            let line = serde_json::json!({"id": miss.id, "kind": miss.kind, "category": miss.category, "start": miss.start, "end": miss.end, "text": text});
+    let scores = score_deid(&detector, gold.documents, |document, miss| {
+        let mut write = |out: &mut crate::atomic_file::AtomicWriter, line: serde_json::Value| {
             if let Err(e) = writeln!(out, "{line}") {
                 write_error.get_or_insert(e);
             }
+        };
+        if let Some(out) = &mut misses {
+            let text: String = document.text.chars().skip(miss.start).take(miss.end - miss.start).collect();
+            write(
+                out,
+                serde_json::json!({"id": miss.id, "kind": miss.kind, "category": miss.category, "start": miss.start, "end": miss.end, "text": text}),
+            );
+        }
+        if let Some(out) = &mut leaks
+            && miss.kind == "missed"
+        {
+            write(
+                out,
+                serde_json::json!({"id": miss.id, "category": miss.category, "start": miss.start, "end": miss.end, "characters": miss.characters}),
+            );
         }
     });
     if let Some(e) = write_error {
-        return Err(e).context("cannot write the misses file");
+        return Err(e).context("cannot write the misses or leaks file");
     }
-    if let (Some(out), Some(path)) = (misses, &args.misses) {
-        out.commit().with_context(|| format!("cannot write {}", path.display()))?;
+    for (out, path) in [(misses, &args.misses), (leaks, &args.leaks)] {
+        if let (Some(out), Some(path)) = (out, path) {
+            out.commit().with_context(|| format!("cannot write {}", path.display()))?;
+        }
     }
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -373,8 +384,17 @@ fn eval_deid(args: EvalDeidArgs, global: &GlobalOptions) -> Result<Outcome> {
     } else {
         writeln!(
             out,
-            "{:<12} {:>6} {:>6} {:>8} {:>8} {:>8} {:>9} {:>6}",
-            "category", "gold", "found", "recall", "detected", "correct", "precision", "f1"
+            "{:<12} {:>6} {:>6} {:>8} {:>8} {:>8} {:>9} {:>6} {:>7} {:>10}",
+            "category",
+            "gold",
+            "found",
+            "recall",
+            "detected",
+            "correct",
+            "precision",
+            "f1",
+            "leaked",
+            "char prec"
         )?;
         let rows = scores
             .categories
@@ -384,36 +404,32 @@ fn eval_deid(args: EvalDeidArgs, global: &GlobalOptions) -> Result<Outcome> {
         for (name, s) in rows {
             writeln!(
                 out,
-                "{name:<12} {:>6} {:>6} {:>8.4} {:>8} {:>8} {:>9.4} {:>6.4}",
-                s.gold, s.found, s.recall, s.detected, s.correct, s.precision, s.f1
+                "{name:<12} {:>6} {:>6} {:>8.4} {:>8} {:>8} {:>9.4} {:>6.4} {:>7} {:>10.4}",
+                s.gold,
+                s.found,
+                s.recall,
+                s.detected,
+                s.correct,
+                s.precision,
+                s.f1,
+                s.leaked_characters,
+                s.character_precision
             )?;
         }
-        writeln!(out, "\ndocuments {}", scores.documents)?;
+        writeln!(
+            out,
+            "\ndocuments {}   leaked characters {} of {}",
+            scores.documents, scores.overall.leaked_characters, scores.overall.gold_characters
+        )?;
     }
     if !global.quiet && scores.invalid_gold_spans > 0 {
         eprintln!("{} gold spans lay outside their text and were not scored", scores.invalid_gold_spans);
     }
-    Ok(if bad_lines > 0 || scores.invalid_gold_spans > 0 {
+    Ok(if !gold.bad_lines.is_empty() || scores.invalid_gold_spans > 0 {
         Outcome::SomeInputsFailed
     } else {
         Outcome::Success
     })
-}
-
-/// A serde_json error's category without the input it quotes.
-trait ClassifyName {
-    fn classify_name(&self) -> &'static str;
-}
-
-impl ClassifyName for serde_json::Error {
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "read error",
-            serde_json::error::Category::Syntax => "syntax error",
-            serde_json::error::Category::Data => "missing or wrong fields",
-            serde_json::error::Category::Eof => "unexpected end",
-        }
-    }
 }
 
 fn threads_of(threads: Option<u16>) -> i32 {

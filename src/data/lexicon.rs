@@ -93,6 +93,15 @@ pub struct Lexicon {
     pub given_names: Vec<GivenName>,
     /// Surnames the de-identifier knows.
     pub surnames: Vec<&'static str>,
+    /// More given names only the de-identifier uses (the generator keeps to the first list).
+    pub detector_given_names: Vec<&'static str>,
+    /// More surnames only the de-identifier uses.
+    pub detector_surnames: Vec<&'static str>,
+    /// Everyday English words, lower case.
+    pub common_words: Vec<&'static str>,
+    /// Medical words and phrases (anatomy, diseases, drugs generic and brand, tests,
+    /// organisms, devices, specialties, abbreviations), lower case.
+    pub medical_words: Vec<&'static str>,
     /// Given names only the synthetic generator uses (unknown to the de-identifier).
     pub heldout_given_names: Vec<GivenName>,
     /// Surnames only the synthetic generator uses.
@@ -167,6 +176,10 @@ impl Lexicon {
         Lexicon {
             given_names: given(list!("given_names.txt")),
             surnames: rows(list!("surnames.txt"), 2).map(|f| f[0]).collect(),
+            detector_given_names: rows(list!("detector_given_names.txt"), 1).map(|f| f[0]).collect(),
+            detector_surnames: rows(list!("detector_surnames.txt"), 1).map(|f| f[0]).collect(),
+            common_words: rows(list!("common_words.txt"), 1).map(|f| f[0]).collect(),
+            medical_words: rows(list!("medical_words.txt"), 1).map(|f| f[0]).collect(),
             heldout_given_names: given(list!("heldout_given_names.txt")),
             heldout_surnames: rows(list!("heldout_surnames.txt"), 2).map(|f| f[0]).collect(),
             cities: rows(list!("cities.txt"), 3)
@@ -224,8 +237,12 @@ impl Lexicon {
 /// Lines of a list that do not have the expected number of fields (for the tests).
 #[cfg(test)]
 fn malformed_lines() -> Vec<String> {
-    let files: [(&str, &str, usize); 15] = [
+    let files: [(&str, &str, usize); 19] = [
         ("given_names", list!("given_names.txt"), 3),
+        ("detector_given_names", list!("detector_given_names.txt"), 1),
+        ("detector_surnames", list!("detector_surnames.txt"), 1),
+        ("common_words", list!("common_words.txt"), 1),
+        ("medical_words", list!("medical_words.txt"), 1),
         ("surnames", list!("surnames.txt"), 2),
         ("heldout_given_names", list!("heldout_given_names.txt"), 3),
         ("heldout_surnames", list!("heldout_surnames.txt"), 2),
@@ -263,6 +280,8 @@ mod tests {
         let l = lexicon();
         assert!(l.given_names.len() > 400 && l.surnames.len() > 400);
         assert!(l.heldout_given_names.len() > 100 && l.heldout_surnames.len() > 100);
+        assert!(l.detector_given_names.len() > 1000 && l.detector_surnames.len() > 1000);
+        assert!(l.common_words.len() > 2000 && l.medical_words.len() > 2000);
         assert!(l.cities.len() > 150 && l.states.len() == 51);
         assert!(l.diagnoses.len() > 150 && l.drugs.len() > 100 && l.labs.len() > 50);
         assert!(l.imaging.len() > 100 && l.eponyms.len() > 100 && l.synonyms.len() > 100);
@@ -272,6 +291,7 @@ mod tests {
             .iter()
             .map(|g| g.name.to_lowercase())
             .chain(l.surnames.iter().map(|s| s.to_lowercase()))
+            .chain(l.detector_given_names.iter().chain(&l.detector_surnames).map(|s| s.to_lowercase()))
             .collect();
         let leaked: Vec<&str> = l
             .heldout_given_names

@@ -19,7 +19,10 @@ mod synth_mcq;
 
 pub use answer::{McqMethod, McqSettings, answer_questions};
 pub use bleu::{Bleu, corpus_bleu, tokenize_13a};
-pub use deid::{DeidMiss, DeidScores, GoldPhiDocument, PhiScore, score_deid};
+pub use deid::{
+    DeidMiss, DeidScores, GoldError, GoldPhiDocument, GoldSet, PhiScore, read_gold, read_marked_document,
+    score_deid,
+};
 pub use error::EvalError;
 pub use extract::{ExtractionScores, FieldScore, GoldRecord, normalize, score_extraction};
 pub use mcq::{

@@ -2,7 +2,9 @@
 //! Continuous batching: each step decodes one batch holding the next token of every
 //! generating sequence plus prompt tokens of starting ones; a request starts as soon as a
 //! sequence is free. A free sequence keeps its cached tokens, and a new request goes to the
-//! one sharing the longest prefix with its prompt, which is then not evaluated again.
+//! one sharing the longest prefix with its prompt, which is then not evaluated again, but
+//! only within the request's [`CacheScope`]: one client's cached prompt never serves (or
+//! shows in the counts of) another's.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,6 +12,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use llguidance::toktrie::SimpleVob;
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::metrics::Metrics;
@@ -20,10 +23,44 @@ use crate::llama::{
     Batch, Context, ContextParams, LoraAdapter, Model, Sampler, SamplingParams, Token, Utf8Stream,
 };
 
+/// Whose cached prompts a request may reuse: the API key it came with and the
+/// `cache_salt` it names. Reuse of a cached prefix is observable (in `cached_tokens` and in
+/// time), so it is allowed only between requests of one scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CacheScope([u8; 32]);
+
+impl CacheScope {
+    /// The scope of a request made with the key whose sha256 is `key` (none on a server
+    /// without keys) and naming `salt`.
+    pub fn new(key: Option<&[u8; 32]>, salt: Option<&str>) -> CacheScope {
+        let mut hasher = Sha256::new();
+        hasher.update(b"medllm cache scope\0");
+        match key {
+            Some(digest) => {
+                hasher.update([1]);
+                hasher.update(digest);
+            }
+            None => hasher.update([0]),
+        }
+        // The salt's length first, so that no key and salt pair reads as another.
+        match salt {
+            Some(salt) => {
+                hasher.update([1]);
+                hasher.update((salt.len() as u64).to_le_bytes());
+                hasher.update(salt.as_bytes());
+            }
+            None => hasher.update([0]),
+        }
+        CacheScope(hasher.finalize().into())
+    }
+}
+
 /// One generation request, as the engine takes it.
 pub(crate) struct Job {
     /// The whole prompt, already templated and tokenised.
     pub prompt: Vec<Token>,
+    /// Which cached prompts it may reuse.
+    pub cache_scope: CacheScope,
     /// A schema or grammar every token must follow.
     pub constraint: Option<DocumentConstraint>,
     /// Sampling of unconstrained text; temperature and seed also apply under a constraint.
@@ -85,7 +122,8 @@ pub(crate) struct Finished {
 pub(crate) struct EngineSettings {
     /// Sequences decoded together.
     pub parallel: usize,
-    /// Context tokens per sequence.
+    /// Context tokens per sequence (llama.cpp may round the context up; a sequence still
+    /// holds no more than this).
     pub ctx_per_sequence: u32,
     /// Threads.
     pub threads: i32,
@@ -120,6 +158,8 @@ struct Active<'m> {
 struct Sequence<'m> {
     /// Tokens in this sequence's KV cache, in order from position 0.
     cached: Vec<Token>,
+    /// The scope of the request that left them there.
+    scope: Option<CacheScope>,
     active: Option<Active<'m>>,
 }
 
@@ -150,10 +190,12 @@ pub(crate) fn run<'m>(
         ctx.set_adapters(adapters)?;
     }
     ready();
-    let room = ctx.n_ctx_per_sequence() as usize;
+    let room = (ctx.n_ctx_per_sequence() as usize).min(settings.ctx_per_sequence as usize);
     let mut sequences: Vec<Sequence<'_>> =
-        (0..parallel).map(|_| Sequence { cached: Vec::new(), active: None }).collect();
-    let mut batch = Batch::new(BATCH, 1);
+        (0..parallel).map(|_| Sequence { cached: Vec::new(), scope: None, active: None }).collect();
+    // llama.cpp takes no more tokens per decode than its batch size, which it lowers to a
+    // small context's size.
+    let mut batch = Batch::new(BATCH.min(ctx.n_batch() as usize).max(1), 1);
     let eos = factory.map(ConstraintFactory::eos);
     let mut open = true;
     loop {
@@ -201,9 +243,6 @@ pub(crate) fn run<'m>(
             }
         }
         finish_done(&mut sequences, &metrics);
-        metrics
-            .active
-            .store(sequences.iter().filter(|s| s.active.is_some()).count() as i64, Ordering::Relaxed);
         if sequences.iter().all(|s| s.active.is_none()) {
             continue;
         }
@@ -251,7 +290,7 @@ pub(crate) fn run<'m>(
         }
         metrics.decoded_tokens.fetch_add(batch.len() as u64, Ordering::Relaxed);
         for &(i, _) in &added {
-            let Sequence { cached, active } = &mut sequences[i];
+            let Sequence { cached, active, .. } = &mut sequences[i];
             let Some(active) = active.as_mut() else { continue };
             let Some(index) = active.logits_at.take() else { continue };
             active.in_prompt = false;
@@ -292,12 +331,19 @@ fn start<'m>(
             format!("the prompt has {} tokens but a sequence holds {room} (raise --ctx)", job.prompt.len());
         return fail(job, &message);
     }
+    // The longest prefix within the request's scope; failing that an empty sequence, so
+    // that other scopes' caches stay for them.
     let (index, common) = sequences
         .iter()
         .enumerate()
         .filter(|(_, s)| s.active.is_none())
-        .map(|(i, s)| (i, common_prefix(&s.cached, &job.prompt)))
-        .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)))
+        .map(|(i, s)| {
+            let common =
+                if s.scope == Some(job.cache_scope) { common_prefix(&s.cached, &job.prompt) } else { 0 };
+            (i, common, s.cached.is_empty())
+        })
+        .max_by_key(|&(i, n, empty)| (n, empty, std::cmp::Reverse(i)))
+        .map(|(i, n, _)| (i, n))
         .expect("start is called with a free sequence");
     // At least the last prompt token is decoded again, for its logits.
     let mut keep = common.min(job.prompt.len() - 1);
@@ -307,6 +353,7 @@ fn start<'m>(
         keep = 0;
     }
     sequence.cached.truncate(keep);
+    sequence.scope = Some(job.cache_scope);
     metrics.prompt_tokens.fetch_add(job.prompt.len() as u64, Ordering::Relaxed);
     metrics.cached_prompt_tokens.fetch_add(keep as u64, Ordering::Relaxed);
     let sampler = match &job.constraint {
@@ -334,6 +381,13 @@ fn start<'m>(
         logits_at: None,
         finished: None,
     });
+    set_active_gauge(sequences, metrics);
+}
+
+/// `medllm_sequences_active`, updated whenever a sequence starts or ends (before the end
+/// is reported, so that a client that has its answer reads the gauge without it).
+fn set_active_gauge(sequences: &[Sequence<'_>], metrics: &Metrics) {
+    metrics.active.store(sequences.iter().filter(|s| s.active.is_some()).count() as i64, Ordering::Relaxed);
 }
 
 fn common_prefix(a: &[Token], b: &[Token]) -> usize {
@@ -596,6 +650,7 @@ fn finish_done(sequences: &mut [Sequence<'_>], metrics: &Metrics) {
         }
         let mut active = sequence.active.take().expect("checked above");
         let reason = active.finished.take().expect("checked above");
+        metrics.active.fetch_sub(1, Ordering::Relaxed);
         if active.job.repeat_control {
             let text = String::from_utf8_lossy(&active.output).into_owned();
             emit(&mut active, &text);

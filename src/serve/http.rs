@@ -1,6 +1,6 @@
-//! What every endpoint shares: JSON errors in each API's own shape, body parsing,
-//! authentication, and per-request accounting (metrics, audit log, a log line without
-//! any body: request and response bodies can hold patient data).
+//! What every endpoint shares: JSON errors in each API's own shape, reading and parsing
+//! the body, and per-request accounting (metrics, audit log, a log line without any body:
+//! request and response bodies can hold patient data).
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -10,8 +10,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 
 use super::state::AppState;
 
@@ -39,7 +39,9 @@ impl ApiError {
         let kind = match status {
             StatusCode::UNAUTHORIZED => "authentication_error",
             StatusCode::NOT_FOUND => "not_found_error",
+            StatusCode::FORBIDDEN => "permission_error",
             StatusCode::PAYLOAD_TOO_LARGE => "request_too_large",
+            StatusCode::REQUEST_TIMEOUT => "timeout_error",
             StatusCode::SERVICE_UNAVAILABLE => "overloaded_error",
             StatusCode::GATEWAY_TIMEOUT => "timeout_error",
             s if s.is_client_error() => "invalid_request_error",
@@ -131,42 +133,6 @@ fn data_error_summary(message: &str) -> String {
     String::new()
 }
 
-/// Requires the API key (when one is set) on every path but the page and `/healthz`;
-/// compared in constant time.
-pub(crate) async fn authenticate(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(expected) = &state.api_key_digest else { return next.run(request).await };
-    let path = request.uri().path();
-    if path == "/" || path == "/healthz" {
-        return next.run(request).await;
-    }
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .or_else(|| request.headers().get("x-api-key").and_then(|v| v.to_str().ok()))
-        .map(|v| v.trim().to_string());
-    let ok = given.is_some_and(|key| {
-        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-        constant_time_eq(&digest, expected)
-    });
-    if ok {
-        next.run(request).await
-    } else {
-        let flavor = if path.starts_with("/api/") { Flavor::Ollama } else { Flavor::OpenAi };
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            flavor,
-            "a valid API key is required (Authorization: Bearer KEY)",
-        )
-        .into_response()
-    }
-}
-
 /// Equality of two digests that takes the same time wherever they differ.
 pub(crate) fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     let mut diff = 0u8;
@@ -176,50 +142,92 @@ pub(crate) fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// Counts the request in the metrics, writes the audit line (with the input's sha256,
-/// never the input) and a log line with endpoint, status and time only.
+/// The keyed hash of the request body for the audit log (`None` without one), left on
+/// the response by [`read_body`] for [`account`].
+#[derive(Debug, Clone)]
+struct BodyHmac(Option<String>);
+
+/// Counts the request in the metrics, writes the audit line (with the body's keyed hash,
+/// never the body) and a log line with endpoint, status and time only. Runs around every
+/// other check, so that refused requests are counted too.
 pub(crate) async fn account(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let endpoint = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let (parts, body) = request.into_parts();
-    let limit = state.options.max_body_bytes;
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            let flavor = if endpoint.starts_with("/api/") { Flavor::Ollama } else { Flavor::OpenAi };
-            let response = ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                flavor,
-                format!("the request body is larger than {limit} bytes"),
-            )
-            .into_response();
-            finish(&state, &endpoint, response.status(), started, None);
-            return response;
-        }
-    };
-    let input_sha256 = state.audit.is_some().then(|| format!("{:x}", Sha256::digest(&bytes)));
-    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
-    finish(&state, &endpoint, response.status(), started, input_sha256.as_deref());
+    let response = next.run(request).await;
+    let body_hmac = response.extensions().get::<BodyHmac>().and_then(|h| h.0.clone());
+    let status = response.status();
+    let elapsed = started.elapsed();
+    state.metrics.record(&endpoint, status.as_u16(), elapsed);
+    if let Some(audit) = &state.audit {
+        audit.record(&endpoint, status.as_u16(), body_hmac.as_deref());
+    }
+    tracing::info!(target: "medllm::serve", "{endpoint} {} {:.0} ms", status.as_u16(), elapsed.as_secs_f64() * 1000.0);
     response
 }
 
-fn finish(
-    state: &AppState,
-    endpoint: &str,
-    status: StatusCode,
-    started: Instant,
-    input_sha256: Option<&str>,
-) {
-    let elapsed = started.elapsed();
-    state.metrics.record(endpoint, status.as_u16(), elapsed);
-    if state.audit.is_some() {
-        let empty = format!("{:x}", Sha256::digest(b""));
-        state.audit(endpoint, status.as_u16(), input_sha256.unwrap_or(&empty));
+enum BodyError {
+    TooLarge,
+    Unreadable,
+}
+
+/// Reads the whole body (after [`super::guard::guard`] has passed the headers): 413 beyond
+/// `--max-body` (at once when Content-Length says so), 408 when it has not all arrived
+/// within `--body-timeout`.
+pub(crate) async fn read_body(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let flavor = if request.uri().path().starts_with("/api/") { Flavor::Ollama } else { Flavor::OpenAi };
+    let limit = state.options.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            flavor,
+            format!("the request body is larger than {limit} bytes"),
+        )
+        .into_response()
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large();
     }
-    tracing::info!(target: "medllm::serve", "{endpoint} {} {:.0} ms", status.as_u16(), elapsed.as_secs_f64() * 1000.0);
+    let (parts, body) = request.into_parts();
+    let collect = async {
+        let mut stream = body.into_data_stream();
+        // Content-Length is only a claim: grow as bytes arrive.
+        let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(64 << 10) as usize);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| BodyError::Unreadable)?;
+            if bytes.len() + chunk.len() > limit {
+                return Err(BodyError::TooLarge);
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    };
+    let bytes = match tokio::time::timeout(state.options.body_timeout, collect).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(BodyError::TooLarge)) => return too_large(),
+        Ok(Err(BodyError::Unreadable)) => {
+            return ApiError::bad_request(flavor, "the request body could not be read").into_response();
+        }
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                flavor,
+                "the request body did not arrive within the server's --body-timeout",
+            )
+            .into_response();
+        }
+    };
+    let body_hmac = state.audit.as_ref().map(|audit| audit.body_hmac(&bytes));
+    let mut response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    response.extensions_mut().insert(BodyHmac(body_hmac));
+    response
 }
 
 /// `time` as RFC 3339 in UTC with milliseconds, e.g. `2026-12-01T14:05:09.123Z`.

@@ -31,6 +31,10 @@ pub struct Metrics {
     pub(crate) cancelled: AtomicU64,
     /// Generations the engine refused or failed.
     pub(crate) failed: AtomicU64,
+    /// Connections open.
+    pub(crate) connections_open: AtomicI64,
+    /// Connections answered 503 because --max-connections were open.
+    pub(crate) connections_refused: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -82,18 +86,19 @@ impl Metrics {
         let _ = writeln!(out, "medllm_request_duration_seconds_sum {}", histogram.sum);
         let _ = writeln!(out, "medllm_request_duration_seconds_count {}", histogram.count);
         drop(histogram);
-        let gauges: [(&str, &str, i64); 2] = [
+        let gauges: [(&str, &str, i64); 3] = [
             (
                 "medllm_queue_waiting",
                 "Requests waiting for a free sequence.",
                 self.queued.load(Ordering::Relaxed),
             ),
             ("medllm_sequences_active", "Requests being decoded.", self.active.load(Ordering::Relaxed)),
+            ("medllm_connections_open", "Connections open.", self.connections_open.load(Ordering::Relaxed)),
         ];
         for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
         }
-        let counters: [(&str, &str, &AtomicU64); 6] = [
+        let counters: [(&str, &str, &AtomicU64); 7] = [
             ("medllm_prompt_tokens_total", "Prompt tokens of all requests.", &self.prompt_tokens),
             (
                 "medllm_prompt_tokens_cached_total",
@@ -104,6 +109,11 @@ impl Metrics {
             ("medllm_decoded_tokens_total", "Tokens decoded by llama.cpp.", &self.decoded_tokens),
             ("medllm_cancelled_total", "Generations stopped because the client went away.", &self.cancelled),
             ("medllm_failed_total", "Generations refused or failed by the engine.", &self.failed),
+            (
+                "medllm_connections_refused_total",
+                "Connections answered 503 because --max-connections were open.",
+                &self.connections_refused,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(

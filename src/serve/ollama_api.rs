@@ -8,14 +8,15 @@ use std::time::SystemTime;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::engine::{Event, FinishReason, Finished};
+use super::guard::ClientKey;
 use super::http::{ApiError, Flavor, parse_json, rfc3339};
 use super::state::{AppState, Generation, GenerationRequest};
 use crate::llama::{ChatMessage, SamplingParams};
@@ -78,6 +79,9 @@ pub(crate) struct GenerateRequest {
     stream: Option<bool>,
     #[serde(default)]
     options: Options,
+    /// Keeps prefix reuse to requests naming the same salt (as vLLM's `cache_salt`).
+    #[serde(default)]
+    cache_salt: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +96,9 @@ pub(crate) struct ChatRequest {
     stream: Option<bool>,
     #[serde(default)]
     options: Options,
+    /// Keeps prefix reuse to requests naming the same salt (as vLLM's `cache_salt`).
+    #[serde(default)]
+    cache_salt: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,9 +188,11 @@ pub(crate) async fn show(
 /// `POST /api/generate`.
 pub(crate) async fn generate(
     State(state): State<Arc<AppState>>,
+    Extension(client): Extension<ClientKey>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request: GenerateRequest = parse_json(body, FLAVOR)?;
+    let cache_scope = super::own_api::cache_scope(client, request.cache_salt.as_deref(), FLAVOR)?;
     state.check_model(request.model.as_deref(), FLAVOR)?;
     let model = state.info.name.clone();
     let prompt_text = request.prompt.unwrap_or_default();
@@ -211,6 +220,7 @@ pub(crate) async fn generate(
     let generation = state.submit(
         GenerationRequest {
             prompt,
+            cache_scope,
             constraint,
             sampling: request.options.sampling(),
             max_tokens: request.options.max_tokens(),
@@ -225,9 +235,11 @@ pub(crate) async fn generate(
 /// `POST /api/chat`.
 pub(crate) async fn chat(
     State(state): State<Arc<AppState>>,
+    Extension(client): Extension<ClientKey>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request: ChatRequest = parse_json(body, FLAVOR)?;
+    let cache_scope = super::own_api::cache_scope(client, request.cache_salt.as_deref(), FLAVOR)?;
     state.check_model(request.model.as_deref(), FLAVOR)?;
     let model = state.info.name.clone();
     if request.messages.is_empty() {
@@ -246,6 +258,7 @@ pub(crate) async fn chat(
     let generation = state.submit(
         GenerationRequest {
             prompt,
+            cache_scope,
             constraint,
             sampling: request.options.sampling(),
             max_tokens: request.options.max_tokens(),

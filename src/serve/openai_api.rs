@@ -7,14 +7,15 @@ use std::time::SystemTime;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::engine::{Event, FinishReason, Finished};
+use super::guard::ClientKey;
 use super::http::{ApiError, Flavor, parse_json};
 use super::state::{AppState, GenerationRequest};
 use crate::llama::{ChatMessage, SamplingParams};
@@ -50,6 +51,9 @@ pub(crate) struct CompletionRequest {
     presence_penalty: Option<f32>,
     #[serde(default)]
     n: Option<u32>,
+    /// Keeps prefix reuse to requests naming the same salt (as vLLM's `cache_salt`).
+    #[serde(default)]
+    cache_salt: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,9 +138,11 @@ fn usage(finished: &Finished) -> Value {
 /// `POST /v1/chat/completions`.
 pub(crate) async fn chat_completions(
     State(state): State<Arc<AppState>>,
+    Extension(client): Extension<ClientKey>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request: CompletionRequest = parse_json(body, FLAVOR)?;
+    let cache_scope = super::own_api::cache_scope(client, request.cache_salt.as_deref(), FLAVOR)?;
     state.check_model(request.model.as_deref(), FLAVOR)?;
     if request.n.is_some_and(|n| n != 1) {
         return Err(ApiError::bad_request(FLAVOR, "only n = 1 is supported"));
@@ -192,7 +198,7 @@ pub(crate) async fn chat_completions(
     let mut generation = {
         let repeat_control = constraint.is_some() && !request.stream;
         state.submit(
-            GenerationRequest { prompt, constraint, sampling, max_tokens, stop, repeat_control },
+            GenerationRequest { prompt, cache_scope, constraint, sampling, max_tokens, stop, repeat_control },
             FLAVOR,
         )?
     };

@@ -7,14 +7,15 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::engine::{Event, FinishReason, Finished};
+use super::engine::{CacheScope, Event, FinishReason, Finished};
+use super::guard::ClientKey;
 use super::http::{ApiError, Flavor, parse_json};
 use super::state::{AppState, Generation, GenerationRequest};
 use crate::data::deid::{DeidMode, DeidOptions, Deidentifier};
@@ -64,6 +65,19 @@ pub(crate) fn format_constraint(
         }
     };
     state.factory.json_matcher(&schema).map(Some).map_err(|e| ApiError::bad_request(flavor, e.to_string()))
+}
+
+/// The cache scope of a request: its key and its `cache_salt`, which, when given, must
+/// not be empty.
+pub(crate) fn cache_scope(
+    client: ClientKey,
+    salt: Option<&str>,
+    flavor: Flavor,
+) -> Result<CacheScope, ApiError> {
+    if salt.is_some_and(str::is_empty) {
+        return Err(ApiError::bad_request(flavor, "cache_salt, when given, must not be empty"));
+    }
+    Ok(CacheScope::new(client.0.as_ref(), salt))
 }
 
 /// Everything generated, and how it ended (`None` if the engine went away).
@@ -128,15 +142,20 @@ pub(crate) struct ExtractRequest {
     require_grounding: bool,
     #[serde(default)]
     model: Option<String>,
+    /// Keeps prefix reuse to requests naming the same salt (as vLLM's `cache_salt`).
+    #[serde(default)]
+    cache_salt: Option<String>,
 }
 
 /// `POST /v1/extract`: `{text, schema (name or JSON Schema), extractive?}` → the record
 /// `medllm extract` writes for the text.
 pub(crate) async fn extract(
     State(state): State<Arc<AppState>>,
+    Extension(client): Extension<ClientKey>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ExtractionRecord>, ApiError> {
     let request: ExtractRequest = parse_json(body, FLAVOR)?;
+    let cache_scope = cache_scope(client, request.cache_salt.as_deref(), FLAVOR)?;
     state.check_model(request.model.as_deref(), FLAVOR)?;
     if request.text.trim().is_empty() {
         return Err(ApiError::bad_request(FLAVOR, "text is empty"));
@@ -159,6 +178,7 @@ pub(crate) async fn extract(
     let mut generation = state.submit(
         GenerationRequest {
             prompt,
+            cache_scope,
             constraint: Some(constraint),
             sampling: SamplingParams { seed: 0, ..SamplingParams::greedy() },
             max_tokens: Some(plan.budget()),

@@ -1,7 +1,7 @@
 //! The server's shared state: the model, the engine's queue, limits, and the router.
 
 use std::collections::HashMap;
-use std::io::Write as _;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -14,7 +14,10 @@ use axum::routing::{get, post};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
-use super::engine::{self, EngineSettings, Event, Job};
+use super::audit::AuditLog;
+use super::connections::{ConnectionLimits, serve_connections};
+use super::engine::{self, CacheScope, EngineSettings, Event, Job};
+use super::guard::{self, RequestPolicy};
 use super::http::{self, ApiError, Flavor};
 use super::metrics::Metrics;
 use super::{ServeError, ServeOptions, ollama_api, openai_api, own_api, page};
@@ -56,8 +59,8 @@ pub(crate) struct AppState {
     pub in_flight: AtomicUsize,
     pub deid: [OnceLock<Deidentifier>; 3],
     pub plans: Mutex<HashMap<String, Arc<ExtractionPlan>>>,
-    pub api_key_digest: Option<[u8; 32]>,
-    pub audit: Option<Mutex<std::fs::File>>,
+    pub policy: RequestPolicy,
+    pub audit: Option<AuditLog>,
     pub digest: OnceLock<String>,
     pub next_id: AtomicU64,
 }
@@ -79,19 +82,34 @@ impl Server {
     /// Loads the model at `path`, starts the engine thread (which loads the adapters and
     /// makes the context), and returns once it is ready.
     pub fn start(path: &std::path::Path, options: ServeOptions) -> Result<Server, ServeError> {
-        let model = Arc::new(Model::load(path, &ModelParams::default())?);
-        let factory = Arc::new(ConstraintFactory::new(&model)?);
+        let policy = RequestPolicy::new(
+            options.listen,
+            &options.api_keys,
+            &options.allowed_hosts,
+            &options.allowed_origins,
+        )?;
         let audit = match &options.audit_log {
-            Some(file) => Some(Mutex::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(file)
-                    .map_err(|e| ServeError::AuditLog { path: file.clone(), reason: e.to_string() })?,
-            )),
+            Some(file) => {
+                let key_file = match &options.audit_key_file {
+                    Some(key_file) => key_file.clone(),
+                    None => super::default_audit_key_path().ok_or(ServeError::NoAuditKeyPath)?,
+                };
+                Some(AuditLog::open(file, &key_file)?)
+            }
             None => None,
         };
+        let model = Arc::new(Model::load(path, &ModelParams::default())?);
         let info = model_info(&model, path, &options.name);
+        // Refused now rather than failing every request later.
+        let smallest =
+            templated(info.chat_template.as_deref(), &[crate::llama::ChatMessage::new("user", "")])
+                .ok()
+                .and_then(|text| model.tokenize(&text, model.adds_bos(), true).ok())
+                .map_or(1, |tokens| tokens.len().max(1));
+        if (options.ctx_per_sequence as usize) <= smallest {
+            return Err(ServeError::ContextTooSmall { ctx: options.ctx_per_sequence, smallest });
+        }
+        let factory = Arc::new(ConstraintFactory::new(&model)?);
         let metrics = Arc::new(Metrics::default());
         // The channel itself is not the limit (admission is, see `submit`): room for all.
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Job>(options.parallel + options.queue + 1);
@@ -139,7 +157,6 @@ impl Server {
             })
             .map_err(|_| ServeError::EngineGone)?;
         ready_rx.recv().map_err(|_| ServeError::EngineGone)??;
-        let api_key_digest = options.api_key.as_deref().map(|k| Sha256::digest(k.as_bytes()).into());
         let state = AppState {
             model,
             info,
@@ -150,7 +167,7 @@ impl Server {
             in_flight: AtomicUsize::new(0),
             deid: [OnceLock::new(), OnceLock::new(), OnceLock::new()],
             plans: Mutex::new(HashMap::new()),
-            api_key_digest,
+            policy,
             audit,
             digest: OnceLock::new(),
             next_id: AtomicU64::new(1),
@@ -168,9 +185,25 @@ impl Server {
         Arc::clone(&self.state.metrics)
     }
 
-    /// The router: every endpoint, with authentication, limits, metrics and the audit log.
+    /// The router: every endpoint, with the checks on headers (Host, Origin, key,
+    /// Content-Type), body limits, metrics and the audit log.
     pub fn router(&self) -> Router {
         router(Arc::clone(&self.state))
+    }
+
+    /// Serves the router on `listener`, with the options' limits on connections and
+    /// header time, until `shutdown` completes; then lets running requests end. The future
+    /// owns what it needs, so it can be spawned.
+    pub fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = std::io::Result<()>> + Send + 'static {
+        let limits = ConnectionLimits {
+            max_connections: self.state.options.max_connections,
+            header_timeout: self.state.options.header_timeout,
+        };
+        serve_connections(listener, self.router(), limits, Arc::clone(&self.state.metrics), shutdown)
     }
 }
 
@@ -205,7 +238,10 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/extract", post(own_api::extract))
         .route("/v1/deid", post(own_api::deid))
         .route("/v1/schemas", get(own_api::schemas))
-        .layer(middleware::from_fn_with_state(Arc::clone(&state), http::authenticate))
+        // The last layer runs first: accounting around everything, then the checks on
+        // headers, and only then is the body read.
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), http::read_body))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), guard::guard))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), http::account))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -252,6 +288,7 @@ pub(crate) struct Generation {
 /// What a handler asks the engine for.
 pub(crate) struct GenerationRequest {
     pub prompt: Vec<Token>,
+    pub cache_scope: CacheScope,
     pub constraint: Option<crate::extract::DocumentConstraint>,
     pub sampling: SamplingParams,
     pub max_tokens: Option<usize>,
@@ -296,6 +333,7 @@ impl AppState {
         let (events_tx, events) = unbounded_channel();
         let job = Job {
             prompt: request.prompt,
+            cache_scope: request.cache_scope,
             constraint: request.constraint,
             sampling: request.sampling,
             max_tokens,
@@ -322,18 +360,8 @@ impl AppState {
         messages: &[crate::llama::ChatMessage],
         flavor: Flavor,
     ) -> Result<Vec<Token>, ApiError> {
-        let text = match &self.info.chat_template {
-            Some(template) => crate::llama::apply_chat_template(template, messages, true)
-                .map_err(|e| ApiError::bad_request(flavor, e.to_string()))?,
-            None => {
-                let mut text = String::new();
-                for m in messages {
-                    text.push_str(&format!("### {}\n{}\n\n", m.role, m.content));
-                }
-                text.push_str("### assistant\n");
-                text
-            }
-        };
+        let text = templated(self.info.chat_template.as_deref(), messages)
+            .map_err(|e| ApiError::bad_request(flavor, e.to_string()))?;
         self.tokenize(&text, true, flavor)
     }
 
@@ -361,18 +389,23 @@ impl AppState {
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
+}
 
-    /// Appends an audit line: time, endpoint, status, input sha256; never the input.
-    pub fn audit(&self, endpoint: &str, status: u16, input_sha256: &str) {
-        let Some(audit) = &self.audit else { return };
-        let line = serde_json::json!({
-            "time": http::rfc3339(SystemTime::now()),
-            "endpoint": endpoint,
-            "status": status,
-            "input_sha256": input_sha256,
-        });
-        let mut file = audit.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(file, "{line}");
-        let _ = file.flush();
+/// `messages` in the model's chat template, or in a plain `### role` layout for a model
+/// without one.
+fn templated(
+    template: Option<&str>,
+    messages: &[crate::llama::ChatMessage],
+) -> Result<String, crate::llama::LlamaError> {
+    match template {
+        Some(template) => crate::llama::apply_chat_template(template, messages, true),
+        None => {
+            let mut text = String::new();
+            for m in messages {
+                text.push_str(&format!("### {}\n{}\n\n", m.role, m.content));
+            }
+            text.push_str("### assistant\n");
+            Ok(text)
+        }
     }
 }

@@ -2,9 +2,11 @@
 //! model, the official `ollama` and `openai` Python clients and the web page in headless
 //! Chromium (scripts/setup.sh installs them; scripts/test.sh runs these tests).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use crate::real_model::real_model;
 use crate::{medllm, stderr_of, tiny_model};
@@ -93,6 +95,58 @@ fn serve_answers_on_the_tiny_model_and_names_it_after_the_file() {
     assert_eq!(tags["models"][0]["name"], "tiny");
     let reply = agent.get(format!("{}/api/tags", served.base)).call().unwrap();
     assert_eq!(reply.status().as_u16(), 401);
+}
+
+#[test]
+fn serve_refuses_a_context_too_small_for_a_prompt_before_listening() {
+    let output = medllm()
+        .args(["serve", "-c", "1", "--listen", "127.0.0.1:0", "-m"])
+        .arg(tiny_model())
+        .env_remove("MEDLLM_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = stderr_of(&output);
+    assert!(stderr.contains("smallest chat prompt") && stderr.contains("raise --ctx"), "{stderr}");
+    assert!(!stderr.contains("listening"), "{stderr}");
+}
+
+/// The status of the answer to `request` sent on a fresh connection.
+fn status_of(addr: &str, request: &str) -> u16 {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn serve_flags_set_allowed_hosts_and_the_header_timeout() {
+    let served =
+        serve(tiny_model(), &["--parallel", "1", "--header-timeout", "1", "--allowed-host", "box.internal"]);
+    let addr = served.base.strip_prefix("http://").unwrap().to_string();
+    let get = |host: &str| {
+        status_of(
+            &addr,
+            &format!(
+                "GET /api/tags HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\nConnection: close\r\n\r\n"
+            ),
+        )
+    };
+    assert_eq!(get("box.internal"), 200);
+    assert_eq!(get(&addr), 200);
+    assert_eq!(get("evil.example"), 403);
+    let post = format!(
+        "POST /v1/deid HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {KEY}\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\n{{\"text\":\"x\"}}"
+    );
+    assert_eq!(status_of(&addr, &post), 415);
+    // Half a request is not held: the connection is closed after --header-timeout.
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream.write_all(b"GET /api/tags HTTP/1.1\r\nHost: box.int").unwrap();
+    let mut buffer = [0u8; 16];
+    assert_eq!(stream.read(&mut buffer).expect("closed before the read timeout"), 0);
 }
 
 #[test]

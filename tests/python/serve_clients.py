@@ -6,7 +6,7 @@ Usage: serve_clients.py BASE MODEL API_KEY
   BASE is the server's scheme://host:port; the server must require API_KEY.
 
 Checks chat, streaming, structured output (the reply parses and validates against the
-schema), errors as the clients see them, and 64 structured requests sent 8 at a time
+schema), errors as the clients see them, cache scoping by `cache_salt`, and 64 structured requests sent 8 at a time
 (zero errors, every reply valid). Exits non-zero on the first failed check.
 """
 import json
@@ -139,6 +139,22 @@ completion = oa.chat.completions.create(
 answer = completion.choices[0].message.content
 check("Paris" in answer, f"openai chat answers (got {answer!r})")
 check(completion.usage.completion_tokens > 0, "openai chat reports usage")
+
+
+def cached_tokens(salt):
+    reply = oa.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": NOTES[7]}],
+        temperature=0,
+        max_tokens=1,
+        extra_body={"cache_salt": salt},
+    )
+    return reply.usage.prompt_tokens_details.cached_tokens
+
+
+cached_tokens("salt-a-3f9c")
+check(cached_tokens("salt-a-3f9c") > 0, "openai: a cache_salt reuses its own cached prompt")
+check(cached_tokens("salt-b-81d2") == 0, "openai: another cache_salt sees none of it (cached_tokens 0)")
 
 stream = oa.chat.completions.create(
     model=MODEL,

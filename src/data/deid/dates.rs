@@ -3,23 +3,7 @@
 //! `the third of July`, `March 2024`. Each part (day, month, year) is replaced where it
 //! stands, so separators, padding, ordinal suffixes and letter case survive.
 
-use super::detect::ORDINAL_WORDS;
-
-/// Month names, capitalised, January first.
-pub(crate) const MONTH_NAMES: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
+use super::calendar::{MONTH_NAMES, ORDINAL_WORDS};
 
 /// A part of a date and where it stands in the text (byte range).
 #[derive(Debug, Clone, Copy)]

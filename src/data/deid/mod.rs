@@ -2,21 +2,29 @@
 //! mask of the same length, or a consistent realistic surrogate with dates shifted by one
 //! offset per patient so that intervals survive.
 
+mod calendar;
 mod dates;
 mod detect;
+mod identifiers;
+mod names;
+mod normalize;
+mod organisations;
+mod patterns;
 mod stream;
+mod structure;
+mod words;
 
 use std::collections::HashMap;
 
-pub(crate) use dates::MONTH_NAMES;
+pub(crate) use calendar::MONTH_NAMES;
 pub(crate) use dates::civil_from_days;
 pub use dates::shift_date;
-pub use detect::PhiDetector;
+pub use detect::{KnownPhi, PhiDetector};
 pub use stream::{StreamFields, StreamFormat, StreamStats, deidentify_stream};
 
 /// "first" … "thirty-first" for a day of the month (1–31).
 pub(crate) fn ordinal_word(day: u32) -> &'static str {
-    detect::ORDINAL_WORDS[(day.clamp(1, 31) - 1) as usize]
+    calendar::ORDINAL_WORDS[(day.clamp(1, 31) - 1) as usize]
 }
 
 use crate::data::lexicon::lexicon;
@@ -108,7 +116,12 @@ impl Replacements<'_> {
 
     /// Finds and replaces PHI in `text`.
     pub fn apply(&mut self, text: &str) -> Deidentified {
-        let found = self.owner.detector.detect(text);
+        self.apply_with(text, &KnownPhi::default())
+    }
+
+    /// Finds and replaces PHI in `text`, with the values its record gives about itself.
+    pub fn apply_with(&mut self, text: &str, known: &KnownPhi) -> Deidentified {
+        let found = self.owner.detector.detect_with(text, known);
         self.replace(text, &found)
     }
 

@@ -11,6 +11,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Deidentifier;
+use super::detect::KnownPhi;
+use super::structure::{FieldKind, classify_label};
 use crate::data::phi::{CharSpan, PhiCategory};
 use crate::data::sniff_delimiter;
 
@@ -85,7 +87,37 @@ struct Pending {
     text: String,
     kept: Vec<(String, Value)>,
     patient: String,
+    /// What the record's other fields say about its patient (a name column, an MRN).
+    known: KnownPhi,
     shell: Shell,
+}
+
+/// The identifying values of a record's fields other than its text: a field whose name
+/// says it holds a name (`patient`, `patient_name`, `attending`) gives names, one that
+/// holds an MRN, a phone number or an address gives values; the detector then finds them
+/// wherever the text repeats them, even alone or in lower case.
+fn known_from_fields<'a>(fields: impl IntoIterator<Item = (&'a str, String)>) -> KnownPhi {
+    let mut known = KnownPhi::default();
+    for (key, value) in fields {
+        if value.trim().is_empty() {
+            continue;
+        }
+        match classify_label(key) {
+            Some(FieldKind::Name) => known.names.push(value),
+            Some(FieldKind::Organisation | FieldKind::City) => known.names.push(value),
+            Some(_) => known.values.push(value),
+            None => {}
+        }
+    }
+    known
+}
+
+fn value_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 enum Shell {
@@ -126,6 +158,7 @@ pub fn deidentify_stream(
                 patient: source.into(),
                 text,
                 kept: Vec::new(),
+                known: KnownPhi::default(),
                 shell: Shell::Text,
             };
             flush(deid, vec![pending], output, &mut spans, &mut stats, fields, None)?;
@@ -174,9 +207,11 @@ pub fn deidentify_stream(
                     Some(Value::Number(n)) => n.to_string(),
                     _ => id.clone(),
                 };
+                let known =
+                    known_from_fields(object.iter().filter_map(|(k, v)| Some((k.as_str(), value_text(v)?))));
                 let kept =
                     fields.keep.iter().filter_map(|k| object.remove(k).map(|v| (k.clone(), v))).collect();
-                batch.push(Pending { id, text, kept, patient, shell: Shell::Json { id: id_value } });
+                batch.push(Pending { id, text, kept, patient, known, shell: Shell::Json { id: id_value } });
                 if batch.len() == BATCH {
                     flush(deid, std::mem::take(&mut batch), output, &mut spans, &mut stats, fields, None)?;
                 }
@@ -259,7 +294,14 @@ pub fn deidentify_stream(
                     .iter()
                     .map(|&i| (i.to_string(), Value::String(record.get(i).unwrap_or_default().to_string())))
                     .collect();
-                batch.push(Pending { id, text, kept, patient, shell: Shell::Csv { id: id_text } });
+                let known = known_from_fields(
+                    headers
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i != text_index)
+                        .filter_map(|(i, h)| Some((h.as_str(), record.get(i)?.to_string()))),
+                );
+                batch.push(Pending { id, text, kept, patient, known, shell: Shell::Csv { id: id_text } });
                 if batch.len() == BATCH {
                     flush(
                         deid,
@@ -288,13 +330,13 @@ struct CsvLayout {
 
 fn deidentify_one(deid: &Deidentifier, pending: &Pending) -> Done {
     let mut session = deid.session(&pending.patient);
-    let text = session.apply(&pending.text);
+    let text = session.apply_with(&pending.text, &pending.known);
     let kept = pending
         .kept
         .iter()
         .map(|(k, v)| {
             let v = match v {
-                Value::String(s) => Value::String(session.apply(s).text),
+                Value::String(s) => Value::String(session.apply_with(s, &pending.known).text),
                 // Numbers and structures are not text the detector can read: left out.
                 Value::Null | Value::Bool(_) => v.clone(),
                 _ => Value::Null,
@@ -446,6 +488,18 @@ mod tests {
         assert_eq!(out.lines().count(), 1);
         assert_eq!(stats.failures.len(), 1);
         assert!(!stats.failures[0].contains("broken"));
+    }
+
+    #[test]
+    fn a_name_the_record_gives_is_found_alone_and_in_lower_case() {
+        let input = "{\"id\":\"n1\",\"patient_name\":\"Quorvath, Ilsendra\",\"mrn\":\"88412\",\"text\":\"quorvath tolerated it. Ilsendra asked about MRN 88412 again; quorvath.\"}\n";
+        let (out, _, _) = run_with(StreamFormat::Jsonl, input, &StreamFields::default());
+        let line: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+        let text = line["text"].as_str().unwrap().to_lowercase();
+        assert!(
+            !text.contains("quorvath") && !text.contains("ilsendra") && !text.contains("88412"),
+            "{text}"
+        );
     }
 
     #[test]
