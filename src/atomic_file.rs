@@ -96,16 +96,27 @@ impl OutputTarget {
 }
 
 /// Temporary files of outputs not yet complete, by registration number: removed when the
-/// process is interrupted (it then exits without running destructors).
+/// process is interrupted (it then exits without running destructors). A file is created
+/// and registered under this lock, and the interrupt holds it until the process is gone, so
+/// no temporary file can appear unregistered or after the clean-up.
 static UNFINISHED: Mutex<BTreeMap<u64, PathBuf>> = Mutex::new(BTreeMap::new());
 static NEXT_UNFINISHED: AtomicU64 = AtomicU64::new(0);
 
-/// Removes the temporary file of every output still being written. Called on Ctrl-C and
-/// SIGTERM just before the process exits.
-pub(crate) fn remove_unfinished() {
-    remove_unfinished_matching(|_| true);
+/// Removes the temporary file of every output still being written, then ends the process
+/// through `exit` with `code`, without releasing the registry (see [`UNFINISHED`]). Called by the interrupt handler,
+/// on its own thread (not in signal context): the thread that was writing may still be
+/// running, and at worst loses a rename to a file already removed.
+pub(crate) fn remove_unfinished_then_exit(exit: fn(i32) -> !, code: i32) -> ! {
+    let unfinished = UNFINISHED.lock().unwrap_or_else(|e| e.into_inner());
+    for path in unfinished.values() {
+        let _ = std::fs::remove_file(path);
+    }
+    exit(code)
 }
 
+/// What [`remove_unfinished_then_exit`] removes, kept to the paths `matches` accepts and
+/// without exiting: for tests, whose process other tests share.
+#[cfg(test)]
 fn remove_unfinished_matching(matches: impl Fn(&Path) -> bool) {
     let unfinished = UNFINISHED.lock().unwrap_or_else(|e| e.into_inner());
     for path in unfinished.values().filter(|p| matches(p)) {
@@ -136,13 +147,17 @@ impl Unfinished {
     fn create_in(dir: &Path, path: &Path) -> io::Result<(Unfinished, File)> {
         crate::interrupt::watch();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        // Created under the lock: an interrupt now either comes first (and the process ends
+        // before the file exists) or finds it registered.
+        let mut unfinished = UNFINISHED.lock().unwrap_or_else(|e| e.into_inner());
         let (file, temp_path) = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".partial")
             .tempfile_in(dir)?
             .into_parts();
         let registration = NEXT_UNFINISHED.fetch_add(1, Ordering::Relaxed);
-        UNFINISHED.lock().unwrap_or_else(|e| e.into_inner()).insert(registration, temp_path.to_path_buf());
+        unfinished.insert(registration, temp_path.to_path_buf());
+        drop(unfinished);
         Ok((Unfinished { temp_path: Some(temp_path), registration: Some(registration) }, file))
     }
 
@@ -175,20 +190,13 @@ fn sync_parent(path: &Path) {
     }
 }
 
-/// Whether two paths name the same file, including through links, or would once the
-/// second is created (its folder resolved, the same name).
+/// Whether two paths name the same file, including through links, or would once created
+/// (each resolved through its nearest existing folder): two outputs of one run given as
+/// `out.jsonl` and `./out.jsonl` are one file even before either exists.
 pub fn same_path(a: &Path, b: &Path) -> bool {
-    let Ok(a) = std::fs::canonicalize(a) else { return a == b };
-    if let Ok(b) = std::fs::canonicalize(b) {
-        return a == b;
-    }
-    let parent = match b.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    match (std::fs::canonicalize(parent), b.file_name()) {
-        (Ok(parent), Some(name)) => parent.join(name) == a,
-        _ => false,
+    match (where_it_will_be(a), where_it_will_be(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => a == b,
     }
 }
 
@@ -642,5 +650,12 @@ mod tests {
         assert!(same_path(&model, &link));
         assert!(same_path(&model, &dir.path().join(".").join("m.gguf")));
         assert!(!same_path(&model, &dir.path().join("other.gguf")));
+        // Neither there yet: the same name in the same folder, however it is reached.
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("alias")).unwrap();
+        let fresh = dir.path().join("real/new.jsonl");
+        assert!(same_path(&fresh, &dir.path().join("alias/new.jsonl")));
+        assert!(same_path(&fresh, &dir.path().join("./real/new.jsonl")));
+        assert!(!same_path(&fresh, &dir.path().join("real/new2.jsonl")));
     }
 }

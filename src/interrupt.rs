@@ -43,12 +43,16 @@ pub fn stop_flag() -> &'static AtomicBool {
     &STOP
 }
 
+/// Runs on the thread `ctrlc` keeps for signals, not inside a signal handler, so it may
+/// print, lock and remove files; it never holds one lock while taking another.
 fn on_signal() {
     if POLLED.load(Ordering::SeqCst) && !STOP.swap(true, Ordering::SeqCst) {
-        eprintln!("stopping after the work in progress (Ctrl-C again quits at once, keeping nothing unfinished)");
+        eprintln!(
+            "stopping after the work in progress (Ctrl-C again quits at once, keeping nothing unfinished)"
+        );
         return;
     }
-    crate::atomic_file::remove_unfinished();
-    eprintln!("interrupted: unfinished outputs removed");
-    std::process::exit(i32::from(INTERRUPTED_EXIT_CODE));
+    eprintln!("interrupted: removing unfinished outputs");
+    // Not `std::process::exit`: see `exit_now` for why no exit handler may run.
+    crate::atomic_file::remove_unfinished_then_exit(crate::llama::exit_now, i32::from(INTERRUPTED_EXIT_CODE));
 }

@@ -196,6 +196,12 @@ pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
                 bail!("two inputs would both be written to {}; run them separately", output.display());
             }
             inputs.check(output)?;
+            if let Some(spans) = args.spans.as_deref().filter(|spans| same_path(spans, output)) {
+                bail!(
+                    "--spans {} is also where a de-identified copy goes; write it elsewhere",
+                    spans.display()
+                );
+            }
         }
         inputs.check(out_dir)?;
         for (input, output) in jobs {

@@ -65,7 +65,7 @@ pub(crate) struct FinetuneArgs {
     #[arg(long, value_enum, default_value_t = OverlongArg::Skip)]
     overlong: OverlongArg,
     /// Passes over the training data.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     epochs: u32,
     /// Stop after this many steps (one step = one window).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -257,6 +257,11 @@ pub(crate) fn run(args: FinetuneArgs, global: &GlobalOptions) -> Result<Outcome>
             report.tokens_per_s,
             report.elapsed
         );
+    }
+    // Stopped by a signal (not by --max-minutes): the output and checkpoint were written,
+    // yet the run did not finish, which scripts and schedulers must be able to tell.
+    if report.interrupted && crate::interrupt::stop_requested() {
+        return Ok(Outcome::Interrupted);
     }
     Ok(if report.bad_lines.is_empty() { Outcome::Success } else { Outcome::SomeInputsFailed })
 }

@@ -160,8 +160,45 @@ fn other_commands_refuse_outputs_that_are_inputs() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr_of(&output).contains("is the input"), "{}", stderr_of(&output));
     assert_eq!(std::fs::read(run.join("model.gguf")).unwrap(), std::fs::read(tiny_model()).unwrap());
+    // eval deid's reports over the gold, or over each other.
+    let output = medllm()
+        .args(["eval", "deid", "--gold"])
+        .arg(&documents)
+        .arg("--leaks")
+        .arg(&documents)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr_of(&output).contains("is the input"), "{}", stderr_of(&output));
+    let report = dir.path().join("report.jsonl");
+    let output = medllm()
+        .args(["eval", "deid", "--gold"])
+        .arg(&documents)
+        .arg("--misses")
+        .arg(&report)
+        .arg("--leaks")
+        .arg(dir.path().join(".").join("report.jsonl"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr_of(&output).contains("the same file"), "{}", stderr_of(&output));
+    // serve's audit log over the model it serves, refused before it loads or listens (the
+    // timeout only ends a run that would otherwise serve forever).
+    let model = dir.path().join("served.gguf");
+    std::fs::copy(tiny_model(), &model).unwrap();
+    let output = medllm()
+        .args(["serve", "--listen", "127.0.0.1:0", "-m"])
+        .arg(&model)
+        .arg("--audit-log")
+        .arg(&model)
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+    assert!(stderr_of(&output).contains("is the input"), "{}", stderr_of(&output));
+    assert_eq!(std::fs::read(&model).unwrap(), std::fs::read(tiny_model()).unwrap());
     assert_eq!(std::fs::read(&documents).unwrap(), before);
-    assert!(!spans.exists() && !corpus.join("train-data").exists());
+    assert!(!spans.exists() && !corpus.join("train-data").exists() && !report.exists());
 }
 
 #[test]
@@ -291,4 +328,201 @@ fn sigterm_during_quantize_leaves_no_hidden_file() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
     assert_eq!(names_in(dir.path()), ["wide.gguf"], "neither the output nor its temporary file");
+}
+
+/// The child's stderr, line by line as it comes, so that a test can wait for a message.
+struct StderrLines {
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl StderrLines {
+    fn of(child: &mut Child) -> StderrLines {
+        use std::io::BufRead;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        StderrLines { lines, seen: Vec::new() }
+    }
+
+    /// Waits (bounded) for a line containing `needle`; fails if stderr ends first.
+    fn wait_for(&mut self, needle: &str) {
+        loop {
+            match self.lines.recv_timeout(std::time::Duration::from_secs(120)) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    self.seen.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(_) => panic!("no line with {needle:?} on stderr: {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Everything printed, once the child has ended.
+    fn rest(mut self) -> String {
+        self.seen.extend(self.lines.iter());
+        self.seen.join("\n")
+    }
+}
+
+/// Whether process `pid` is blocked in `read` on its stdin (having consumed all sent so far).
+fn blocked_reading_stdin(pid: u32) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    const READ: &str = "0";
+    #[cfg(target_arch = "aarch64")]
+    const READ: &str = "63";
+    let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+    let mut fields = syscall.split_whitespace();
+    fields.next() == Some(READ) && fields.next() == Some("0x0")
+}
+
+/// `medllm deid -o OUT` reading JSON lines from a pipe the test writes to, once it has read
+/// `first` and waits for more (its signal handler is then installed).
+fn deid_from_a_pipe(
+    dir: &Path,
+    out: &Path,
+    first: std::ops::Range<usize>,
+) -> (Child, std::process::ChildStdin) {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("medllm"))
+        .args(["deid", "-q", "-o"])
+        .arg(out)
+        .env_remove("MEDLLM_MODEL")
+        .env_remove("MEDLLM_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    send_notes(&mut stdin, first);
+    let name = out.file_name().unwrap().to_str().unwrap().to_owned();
+    let pid = child.id();
+    wait_until(&mut child, "deid read the first notes", || {
+        temporary_of(dir, &name).is_some() && blocked_reading_stdin(pid)
+    });
+    (child, stdin)
+}
+
+fn send_notes(stdin: &mut std::process::ChildStdin, ids: std::ops::Range<usize>) {
+    use std::io::Write;
+    let mut lines = String::new();
+    for i in ids {
+        let note = serde_json::json!({"id": format!("d{i}"), "text": format!("Seen by Dr. Smith on 03/14/2024 for visit {i}.")});
+        lines.push_str(&format!("{note}\n"));
+    }
+    stdin.write_all(lines.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+}
+
+/// Waits for the child to end while `stdin` stays open (closing it would be an end of input).
+fn wait_keeping_stdin_open(child: &mut Child, stdin: std::process::ChildStdin) -> std::process::ExitStatus {
+    for _ in 0..24_000 {
+        if let Some(status) = child.try_wait().unwrap() {
+            drop(stdin);
+            return status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    panic!("the run never ended");
+}
+
+#[test]
+fn ctrl_c_during_deid_keeps_the_records_read_whole_and_in_order_and_no_hidden_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let (mut child, mut stdin) = deid_from_a_pipe(dir.path(), &out, 0..5);
+    let mut stderr = StderrLines::of(&mut child);
+    signal(&child, "INT");
+    stderr.wait_for("stopping after the work in progress");
+    // Notes sent after Ctrl-C: at most the one being read when it stops is done.
+    send_notes(&mut stdin, 5..8);
+    drop(stdin);
+    let status = child.wait().unwrap();
+    let err = stderr.rest();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted: the"), "{err}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.ends_with('\n'), "whole lines only");
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ids: Vec<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert!(ids.starts_with(&["d0", "d1", "d2", "d3", "d4"]) && ids.len() <= 6, "{ids:?}");
+    assert!(!ids.contains(&"d6") && !ids.contains(&"d7"), "{ids:?}");
+    assert!(lines.iter().all(|l| !l["text"].as_str().unwrap().contains("Smith")), "{text}");
+    assert_eq!(names_in(dir.path()), ["out.jsonl"], "no hidden file left");
+}
+
+#[test]
+fn a_second_ctrl_c_quits_at_once_leaving_the_old_output_and_no_hidden_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    std::fs::write(&out, b"{\"id\":\"from an earlier run\"}\n").unwrap();
+    let (mut child, stdin) = deid_from_a_pipe(dir.path(), &out, 0..5);
+    let mut stderr = StderrLines::of(&mut child);
+    signal(&child, "INT");
+    stderr.wait_for("stopping after the work in progress");
+    // Still waiting for input, so only the second signal can end it.
+    signal(&child, "INT");
+    let status = wait_keeping_stdin_open(&mut child, stdin);
+    let err = stderr.rest();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("removing unfinished outputs"), "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"{\"id\":\"from an earlier run\"}\n", "left as it was");
+    assert_eq!(names_in(dir.path()), ["out.jsonl"], "no hidden file left");
+}
+
+#[test]
+fn ctrl_c_during_finetune_writes_a_checkpoint_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("train.jsonl");
+    let mut lines = String::new();
+    for i in 0..8 {
+        let example = serde_json::json!({"messages": [
+            {"role": "user", "content": format!("What dose of aspirin does patient {i} take?")},
+            {"role": "assistant", "content": "The patient takes aspirin 81 mg daily."}]});
+        lines.push_str(&format!("{example}\n"));
+    }
+    std::fs::write(&train, lines).unwrap();
+    let run = dir.path().join("run");
+    let mut child = spawn(&[
+        "finetune".as_ref(),
+        "-v".as_ref(),
+        "-m".as_ref(),
+        tiny_model().as_os_str(),
+        "--train".as_ref(),
+        train.as_os_str(),
+        "-o".as_ref(),
+        run.as_os_str(),
+        "-c".as_ref(),
+        "256".as_ref(),
+        "--lora-rank".as_ref(),
+        "4".as_ref(),
+        "-t".as_ref(),
+        "1".as_ref(),
+        "--epochs".as_ref(),
+        "100000".as_ref(),
+    ]);
+    let mut stderr = StderrLines::of(&mut child);
+    // Steps are printed once training runs, long after the handler is installed.
+    stderr.wait_for("step 1/");
+    signal(&child, "INT");
+    let status = child.wait().unwrap();
+    let err = stderr.rest();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("continue with --resume"), "{err}");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("checkpoint/state.json")).unwrap()).unwrap();
+    assert!(state["step"].as_u64().unwrap() >= 1, "{state}");
+    let adapter = medllm::gguf::GgufFile::open(&run.join("adapter.gguf")).unwrap();
+    assert!(!adapter.tensors.is_empty());
+    let hidden: Vec<String> = names_in(&run).into_iter().filter(|n| n.starts_with('.')).collect();
+    assert!(hidden.is_empty(), "{hidden:?}");
 }
