@@ -179,6 +179,7 @@ impl PhiDetector {
         );
         spans.extend(self.organisations.find(text, &self.words));
         spans.extend(structured_spans(text, &self.words));
+        spans.extend(super::addresses::address_blocks(text, &self.words));
         spans.extend(self.names.find(text, &self.words, &guarded, &known.names));
         self.cities(text, &guarded, &mut spans);
         known_values(text, &known.values, &mut spans);
@@ -374,7 +375,7 @@ const PLACE_SUFFIXES: [&str; 36] = [
 ];
 
 /// Countries and large regions: not PHI under Safe Harbor, so not taken for towns.
-fn is_country(lower: &str) -> bool {
+pub(crate) fn is_country(lower: &str) -> bool {
     const COUNTRIES: &str = "afghanistan albania algeria america andorra angola argentina armenia australia austria \
 azerbaijan bahamas bahrain bangladesh barbados belarus belgium belize benin bhutan bolivia bosnia botswana brazil \
 brunei bulgaria burkina burundi cambodia cameroon canada chad chile china colombia comoros congo croatia cuba \
