@@ -211,3 +211,14 @@ fn military_post_and_lists_of_first_names_are_found() {
     // A list of drugs or findings is no list of names.
     assert!(found("Meds: aspirin, metformin, lisinopril and atorvastatin.").is_empty());
 }
+
+#[test]
+fn an_organisation_is_found_again_by_its_acronym_and_in_lower_case() {
+    let text = "Transferred from Blue Spruce Regional Medical Center for PCI. \
+                Records from BSRMC were reviewed; blue spruce regional medical center faxed them.";
+    for phi in ["BSRMC", "blue spruce regional medical center"] {
+        assert!(finds(text, phi), "{phi:?} not found: {:?}", found(text));
+    }
+    // Its clinical abbreviations stay.
+    assert!(!found(text).iter().any(|(t, _)| t == "PCI"), "{:?}", found(text));
+}
