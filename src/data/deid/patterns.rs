@@ -376,6 +376,17 @@ pub(crate) fn build_patterns() -> Vec<Pattern> {
             Age,
         ),
         pattern(r"(?i:(?-u:\b)(?:turned|turns|is\s+now)\s+)(9[0-9]|1[01][0-9])(?-u:\b)", 1, Age),
+        // Words that place an age above 89 ("a nonagenarian of 94", "in her late nineties").
+        pattern(
+            r"(?i:(?-u:\b)(?:super)?(?:nonagenarian|centenarian)s?(?:\s+(?:of|aged)\s+(?:9[0-9]|1[01][0-9]))?)(?-u:\b)",
+            0,
+            Age,
+        ),
+        pattern(
+            r"(?i:(?-u:\b)in\s+(?:her|his|their|the)\s+(?:(?:late|early|mid)[\s-]+)?(nineties|90'?s|hundreds))(?-u:\b)",
+            1,
+            Age,
+        ),
         pattern(r"(?-u:\b)(9[0-9]|1[01][0-9])\s*(?:y|Y)(?:\.|(?-u:\b))", 1, Age),
         // IPv6, full and compressed ("fe80::1ff:fe23:4567:890a", "2001:db8::7").
         pattern(

@@ -222,3 +222,16 @@ fn an_organisation_is_found_again_by_its_acronym_and_in_lower_case() {
     // Its clinical abbreviations stay.
     assert!(!found(text).iter().any(|(t, _)| t == "PCI"), "{:?}", found(text));
 }
+
+#[test]
+fn words_that_place_an_age_over_89_are_found() {
+    for (text, phi) in [
+        ("A nonagenarian of 94 with CHF.", "nonagenarian of 94"),
+        ("In her late nineties, she lives alone.", "nineties"),
+        ("A centenarian admitted with sepsis.", "centenarian"),
+    ] {
+        assert!(finds(text, phi), "{phi:?} not found in {text:?}: {:?}", found(text));
+    }
+    // A decade under 90 is no identifier.
+    assert!(found("In her seventies she had a stroke.").is_empty());
+}
