@@ -269,6 +269,14 @@ pub(crate) fn build_patterns() -> Vec<Pattern> {
             Address,
         ),
         pattern(r"(?i:(?-u:\b)P\.?\s?O\.?\s+Box\s+[0-9]+)", 0, Address),
+        // Military post: "PSC 6293, Box 8158", "Unit 0822 Box 8858", a ship, "APO AE 09012".
+        pattern(r"(?i:(?-u:\b)(?:PSC|CMR|Unit)\s+[0-9]{3,5},?\s+Box\s+[0-9]{1,5})(?-u:\b)", 0, Address),
+        pattern(
+            &format!(r"(?-u:\b)(?:USNS|USS|USCGC|HMS|HMCS|HMAS|HMNZS)\s+{UPPER}[{LETTER}'’-]+"),
+            0,
+            Address,
+        ),
+        pattern(r"(?-u:\b)(?:APO|FPO|DPO)\s+(?:AA|AE|AP)\s+([0-9]{5})(?-u:\b)", 1, Zip),
         // "Springfield, IL 62704" and "Springfield, Illinois"; "Soft, ND" is an exam note.
         pattern(
             &format!(r"((?:{UPPER}[{LETTER}'’.-]+\s){{0,2}}{UPPER}[{LETTER}'’-]+),\s+{states}\s+[0-9]{{5}}"),
@@ -368,6 +376,17 @@ pub(crate) fn build_patterns() -> Vec<Pattern> {
             Age,
         ),
         pattern(r"(?i:(?-u:\b)(?:turned|turns|is\s+now)\s+)(9[0-9]|1[01][0-9])(?-u:\b)", 1, Age),
+        // Words that place an age above 89 ("a nonagenarian of 94", "in her late nineties").
+        pattern(
+            r"(?i:(?-u:\b)(?:super)?(?:nonagenarian|centenarian)s?(?:\s+(?:of|aged)\s+(?:9[0-9]|1[01][0-9]))?)(?-u:\b)",
+            0,
+            Age,
+        ),
+        pattern(
+            r"(?i:(?-u:\b)in\s+(?:her|his|their|the)\s+(?:(?:late|early|mid)[\s-]+)?(nineties|90'?s|hundreds))(?-u:\b)",
+            1,
+            Age,
+        ),
         pattern(r"(?-u:\b)(9[0-9]|1[01][0-9])\s*(?:y|Y)(?:\.|(?-u:\b))", 1, Age),
         // IPv6, full and compressed ("fe80::1ff:fe23:4567:890a", "2001:db8::7").
         pattern(
