@@ -2,6 +2,8 @@
 //! Needs no llama.cpp, so `info`, `ollama` and `lora` can inspect files without a model.
 
 mod diff;
+mod loadable;
+mod lora_adapter;
 mod read;
 mod summary;
 mod tiny_model;
@@ -13,6 +15,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 pub use diff::{ChangedTensor, ChangedValue, GgufDiff};
+pub use loadable::{LoadScope, MAX_BLOCKS, MAX_EXPERTS};
+pub use lora_adapter::{AdapterProblem, LoraPair, lora_alpha, lora_pairs};
 pub use read::GgufFile;
 pub use summary::{ModelSummary, TensorRow, TypeUsage};
 pub use tiny_model::{TinyModelSpec, write_tiny_model};
@@ -171,6 +175,19 @@ pub enum GgufError {
         offset: u64,
         /// What is wrong.
         what: String,
+    },
+    /// Metadata that llama.cpp would abort on (or load into a vocabulary that aborts at the
+    /// first tokenization), found before llama.cpp sees the file.
+    #[error(
+        "{path} is not a model llama.cpp can load: {key} {problem} (is the file damaged, or was its metadata edited?)"
+    )]
+    Unloadable {
+        /// The file.
+        path: PathBuf,
+        /// The metadata key at fault.
+        key: String,
+        /// What is wrong with its value.
+        problem: String,
     },
     /// A tensor handed to the writer is inconsistent.
     #[error("tensor {name}: {reason}")]

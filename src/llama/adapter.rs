@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 
 use super::model::path_to_cstring;
+use super::quantize::rows_are_valid;
 use super::{LlamaError, Model};
-use crate::gguf::GgufFile;
+use crate::gguf::{GgufFile, TensorInfo, lora_pairs};
 
 /// A LoRA adapter (GGUF, `general.type = adapter`) for one model.
 #[derive(Debug)]
@@ -18,20 +19,15 @@ pub struct LoraAdapter<'m> {
 
 impl<'m> LoraAdapter<'m> {
     /// Loads the adapter at `path` for `model`, after checking in Rust that it is a LoRA
-    /// adapter of the model's architecture.
+    /// adapter whose matrices fit the model's weights and hold only finite numbers (a NaN
+    /// would turn every output of the model into NaN).
     pub fn load(model: &'m Model, path: &Path) -> Result<LoraAdapter<'m>, LlamaError> {
         let mismatch = |reason: String| LlamaError::AdapterMismatch { path: path.to_path_buf(), reason };
         let header = GgufFile::open(path)?;
-        if header.get_str("general.type") != Some("adapter") || header.get_str("adapter.type") != Some("lora")
-        {
-            return Err(mismatch("it is not a LoRA adapter (general.type/adapter.type)".into()));
-        }
-        let arch = header.architecture().unwrap_or("unknown");
-        if arch != model.architecture() {
-            return Err(mismatch(format!(
-                "adapter is for architecture {arch}, the model is {}",
-                model.architecture()
-            )));
+        let base = GgufFile::open(model.path())?;
+        let pairs = lora_pairs(&header, &base).map_err(|problem| mismatch(problem.to_string()))?;
+        if let Some(tensor) = first_non_finite_tensor(&header, pairs.iter().flat_map(|p| [p.a, p.b]))? {
+            return Err(mismatch(format!("tensor {tensor} holds NaN or infinite values")));
         }
         let c_path = path_to_cstring(path)?;
         let _exclusive = model.adapters_write();
@@ -65,6 +61,23 @@ impl<'m> LoraAdapter<'m> {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The name of the first of `tensors` (records of `file`) whose data holds a NaN or an
+/// infinity, in values or in quantisation scales.
+pub(crate) fn first_non_finite_tensor<'t>(
+    file: &GgufFile,
+    tensors: impl IntoIterator<Item = &'t TensorInfo>,
+) -> Result<Option<&'t str>, LlamaError> {
+    let source = file.reopen()?;
+    let mut bytes = Vec::new();
+    for tensor in tensors {
+        file.read_tensor_data_into(&source, tensor, &mut bytes)?;
+        if !rows_are_valid(tensor.ggml_type, &bytes) {
+            return Ok(Some(&tensor.name));
+        }
+    }
+    Ok(None)
 }
 
 impl Drop for LoraAdapter<'_> {

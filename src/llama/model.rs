@@ -6,7 +6,7 @@ use std::ptr::NonNull;
 
 use super::backend::init_backend;
 use super::{LlamaError, Token};
-use crate::gguf::GgufFile;
+use crate::gguf::{GgufFile, LoadScope};
 
 /// How to load a model.
 #[derive(Debug, Clone)]
@@ -43,13 +43,20 @@ unsafe impl Send for Model {}
 unsafe impl Sync for Model {}
 
 impl Model {
-    /// Loads the GGUF model at `path`. The header is checked in Rust first, so a truncated
-    /// or corrupt file is an error here rather than an abort inside llama.cpp.
+    /// Loads the GGUF model at `path`. The header, and the hyperparameters and vocabulary
+    /// llama.cpp would abort on, are checked in Rust first, so a truncated, corrupt or
+    /// inconsistent file is an error here rather than an abort inside llama.cpp.
     pub fn load(path: &Path, params: &ModelParams) -> Result<Model, LlamaError> {
         if let Err(e) = std::fs::File::open(path) {
             return Err(LlamaError::ModelUnreadable { path: path.to_path_buf(), reason: e.to_string() });
         }
         let header = GgufFile::open(path)?;
+        // A vocab-only load stops before the hyperparameters (llama_model_base::load_hparams).
+        header.check_loadable(if params.vocab_only {
+            LoadScope::Vocabulary
+        } else {
+            LoadScope::Everything
+        })?;
         let architecture = header.architecture().unwrap_or("unknown").to_string();
         init_backend();
         let c_path = path_to_cstring(path)?;
@@ -240,8 +247,13 @@ impl Model {
                     parse_special,
                 )
             };
+            // llama.cpp's value for "no result": too many tokens, or (medllm's patch 0006) a
+            // vocabulary that cannot spell the text.
             if n == i32::MIN {
-                return Err(LlamaError::Tokenize("too many tokens".into()));
+                return Err(LlamaError::Tokenize(
+                    "too many tokens, or the model's vocabulary cannot spell the text (--verbose shows llama.cpp's reason)"
+                        .into(),
+                ));
             }
             if n >= 0 {
                 tokens.truncate(n as usize);
@@ -277,6 +289,11 @@ impl Model {
             if n >= 0 {
                 buf.truncate(n as usize);
                 return buf;
+            }
+            // llama.cpp could not render the token (medllm's patch 0006 turns what threw into
+            // this value); any other negative number is the room needed.
+            if n == i32::MIN {
+                return Vec::new();
             }
             buf.resize(n.unsigned_abs() as usize, 0);
         }

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use super::LlamaError;
 use super::backend::{init_backend, with_log_tap};
 use super::model::path_to_cstring;
-use crate::gguf::GgmlType;
+use crate::gguf::{GgmlType, GgufFile, LoadScope};
 
 /// How to quantize a whole model file.
 #[derive(Debug, Clone, Default)]
@@ -48,13 +48,15 @@ pub struct TensorConversion {
 
 /// Quantizes the model at `input` into `output` with llama.cpp's quantizer. `on_tensor`
 /// hears about each tensor once it is done. The output is written in place: callers that
-/// want an atomic file pass a temporary path and rename it.
+/// want an atomic file pass a temporary path and rename it. The input's header and the
+/// hyperparameters the quantizer reads are checked in Rust first (it aborts on some).
 pub fn quantize_model(
     input: &Path,
     output: &Path,
     params: &ModelQuantizeParams<'_>,
     mut on_tensor: impl FnMut(&TensorConversion) + 'static,
 ) -> Result<(), LlamaError> {
+    GgufFile::open(input)?.check_loadable(LoadScope::Hyperparameters)?;
     init_backend();
     let failed = |reason: String| LlamaError::Quantize { path: input.to_path_buf(), reason };
     let c_input = path_to_cstring(input)?;

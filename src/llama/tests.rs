@@ -329,13 +329,34 @@ fn adapter_for_another_architecture_is_refused_cleanly() {
 }
 
 #[test]
-fn adapter_with_wrong_shapes_is_refused_by_llama_cpp_without_crashing() {
+fn adapter_with_wrong_shapes_is_refused_naming_the_tensor() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model();
     let path = dir.path().join("bad-shape.gguf");
     write_adapter(&path, "llama", 0.3, 48);
     let err = LoraAdapter::load(&model, &path).unwrap_err();
-    assert!(matches!(err, LlamaError::AdapterLoad { .. }), "{err}");
+    assert!(matches!(err, LlamaError::AdapterMismatch { .. }), "{err}");
+    assert!(
+        err.to_string().contains("blk.0.attn_q.weight: lora_a [64, 2] and lora_b [2, 48] do not fit"),
+        "{err}"
+    );
+}
+
+/// A NaN in an adapter would make every logit NaN, and generation print nothing.
+#[test]
+fn adapter_with_non_finite_values_is_refused_naming_the_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model();
+    for (name, value) in [("nan.gguf", f32::NAN), ("inf.gguf", f32::INFINITY)] {
+        let path = dir.path().join(name);
+        write_adapter(&path, "llama", value, 64);
+        let err = LoraAdapter::load(&model, &path).unwrap_err();
+        assert!(matches!(err, LlamaError::AdapterMismatch { .. }), "{err}");
+        assert!(
+            err.to_string().contains("tensor blk.0.attn_q.weight.lora_b holds NaN or infinite values"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -11,7 +11,7 @@ use super::names::{
     LoraSlot, PeftName, Projection, parse_peft_name, permute_rows_for_rope, permutes_query_key,
 };
 use super::peft::{PeftAdapter, PeftMatrix};
-use crate::gguf::{GgmlType, GgufFile, MetadataValue, TensorSpec, write_gguf};
+use crate::gguf::{GgmlType, GgufFile, LoadScope, MetadataValue, TensorSpec, write_gguf};
 
 /// What to convert, for which base, into what.
 #[derive(Debug, Clone)]
@@ -53,6 +53,7 @@ struct AdaptedWeight {
 /// Converts a PEFT adapter for the base model, writing the GGUF adapter atomically.
 pub fn convert_peft(settings: &ConvertSettings) -> Result<ConvertReport, LoraError> {
     let base = GgufFile::open(&settings.base)?;
+    base.check_loadable(LoadScope::Everything)?;
     let peft_files = [super::CONFIG_FILE, super::WEIGHTS_FILE].map(|name| settings.peft_dir.join(name));
     let inputs = std::iter::once(settings.base.as_path()).chain(peft_files.iter().map(PathBuf::as_path));
     if crate::atomic_file::refuse_output_among_inputs(&settings.output, inputs).is_err() {
@@ -160,6 +161,11 @@ pub fn convert_peft(settings: &ConvertSettings) -> Result<ConvertReport, LoraErr
                 })?;
             }
         }
+        if let Some(bad) = b_values.iter().find(|v| !v.is_finite()) {
+            return Err(shape_error(format!(
+                "scaling lora_B by {factor} (its alpha against the adapter's) gives {bad}, not a finite number"
+            )));
+        }
         weights.push(AdaptedWeight {
             base_tensor,
             a: a.clone(),
@@ -168,6 +174,12 @@ pub fn convert_peft(settings: &ConvertSettings) -> Result<ConvertReport, LoraErr
     }
 
     let alpha = alpha as f32;
+    if !alpha.is_normal() {
+        return Err(LoraError::Peft {
+            path: settings.peft_dir.join(super::CONFIG_FILE),
+            reason: format!("lora_alpha {} does not fit a 32-bit float", config.lora_alpha),
+        });
+    }
     let metadata = adapter_metadata(&base, &architecture, alpha, &peft);
     write_adapter(&settings.output, &metadata, &weights)?;
     Ok(ConvertReport {

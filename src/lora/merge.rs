@@ -13,7 +13,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::{LoraError, sha256_hex};
-use crate::gguf::{GgmlType, GgufFile, MetadataValue, TensorInfo, TensorSpec, write_gguf};
+use crate::gguf::{
+    GgmlType, GgufFile, LoadScope, MetadataValue, TensorInfo, TensorSpec, lora_alpha, lora_pairs, write_gguf,
+};
 use crate::llama::{can_dequantize, can_quantize_without_importance, dequantize_rows, quantize_rows};
 
 /// An adapter to merge and its scale.
@@ -109,17 +111,18 @@ pub fn merge_adapters(
 ) -> Result<MergeReport, LoraError> {
     let started = Instant::now();
     let base = GgufFile::open(&settings.base)?;
+    // The merged model keeps the base's metadata: a base llama.cpp would abort on gives a
+    // merged model it aborts on.
+    base.check_loadable(LoadScope::Everything)?;
     for input in std::iter::once(&settings.base).chain(settings.adapters.iter().map(|a| &a.path)) {
         if crate::atomic_file::same_path(input, &settings.output) {
             return Err(LoraError::OutputIsInput { path: settings.output.clone() });
         }
     }
-    let architecture = base.architecture().unwrap_or("unknown").to_string();
-
     let mut deltas: BTreeMap<String, Vec<Delta>> = BTreeMap::new();
     let mut merged_adapters = Vec::with_capacity(settings.adapters.len());
     for input in &settings.adapters {
-        merged_adapters.push(load_adapter(input, &base, &architecture, &mut deltas)?);
+        merged_adapters.push(load_adapter(input, &base, &mut deltas)?);
     }
 
     // Every merged tensor must be convertible both ways before anything is written.
@@ -207,7 +210,6 @@ pub fn merge_adapters(
 fn load_adapter(
     input: &AdapterInput,
     base: &GgufFile,
-    architecture: &str,
     deltas: &mut BTreeMap<String, Vec<Delta>>,
 ) -> Result<MergedAdapter, LoraError> {
     let path = &input.path;
@@ -219,85 +221,54 @@ fn load_adapter(
     let sha256 = sha256_hex(&bytes);
     drop(bytes);
     let adapter = GgufFile::open(path)?;
-    if adapter.get_str("general.type") != Some("adapter") || adapter.get_str("adapter.type") != Some("lora") {
-        return Err(refuse("it is not a LoRA adapter (general.type = adapter, adapter.type = lora)".into()));
-    }
-    let adapter_arch = adapter.architecture().unwrap_or("unknown");
-    if adapter_arch != architecture {
-        return Err(refuse(format!(
-            "it is for architecture {adapter_arch}, the base model is {architecture}"
-        )));
-    }
+    let pairs = lora_pairs(&adapter, base).map_err(|problem| refuse(problem.to_string()))?;
     if adapter.get("adapter.alora.invocation_tokens").is_some() {
         return Err(refuse(
             "activated LoRA (aLoRA) applies only after its invocation tokens; it cannot be merged".into(),
         ));
     }
-    let alpha = match adapter.get("adapter.lora.alpha") {
-        Some(MetadataValue::F32(a)) => *a,
-        Some(other) => other
-            .as_u64()
-            .map(|a| a as f32)
-            .ok_or_else(|| refuse("adapter.lora.alpha is not a number".into()))?,
-        None => 0.0,
-    };
+    let alpha = lora_alpha(&adapter).map_err(|problem| refuse(problem.to_string()))?;
 
-    let mut pairs: BTreeMap<&str, (Option<&TensorInfo>, Option<&TensorInfo>)> = BTreeMap::new();
-    for tensor in &adapter.tensors {
-        if let Some(weight) = tensor.name.strip_suffix(".lora_a") {
-            pairs.entry(weight).or_default().0 = Some(tensor);
-        } else if let Some(weight) = tensor.name.strip_suffix(".lora_b") {
-            pairs.entry(weight).or_default().1 = Some(tensor);
-        } else {
-            return Err(LoraError::UnknownTensor { name: tensor.name.clone() });
-        }
-    }
     let file = adapter.reopen()?;
     let mut raw = Vec::new();
+    // A NaN or an infinity in A or B would spread through every row it touches.
     let mut read_f32 = |tensor: &TensorInfo| -> Result<Vec<f32>, LoraError> {
         adapter.read_tensor_data_into(&file, tensor, &mut raw)?;
         let mut values = vec![0.0; tensor.elements() as usize];
         dequantize_rows(tensor.ggml_type, &raw, &mut values)?;
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(refuse(format!("tensor {} holds NaN or infinite values", tensor.name)));
+        }
         Ok(values)
     };
-    for (weight, pair) in &pairs {
-        let shape_error = |reason: String| LoraError::Shape { name: (*weight).to_string(), reason };
-        let (Some(a), Some(b)) = *pair else {
-            return Err(shape_error(format!("{} has only one of lora_a and lora_b", path.display())));
-        };
-        let target = base.tensor(weight).ok_or_else(|| {
-            refuse(format!(
-                "it changes {weight}, which the base model does not have (another model's adapter?)"
-            ))
-        })?;
-        if *weight == "token_embd.weight" {
+    for pair in &pairs {
+        if pair.weight == "token_embd.weight" {
             return Err(LoraError::UnsupportedModule {
-                name: (*weight).to_string(),
+                name: pair.weight.to_string(),
                 reason: "merging adapters on the token embeddings is not supported".into(),
             });
         }
-        let (n_in, n_out) = match target.dims[..] {
-            [n_in, n_out] => (n_in, n_out),
-            _ => {
-                return Err(shape_error(format!("the base tensor has dims {:?}, not a matrix", target.dims)));
-            }
-        };
-        let (a_dims, b_dims) = (&a.dims[..], &b.dims[..]);
-        let rank = match (a_dims, b_dims) {
-            ([a_in, r], [r_b, b_out]) if *a_in == n_in && *b_out == n_out && r == r_b && *r > 0 => *r,
-            _ => {
-                return Err(shape_error(format!(
-                    "lora_a {a_dims:?} and lora_b {b_dims:?} do not fit the base's {:?} (in, out)",
-                    target.dims
-                )));
-            }
-        };
+        if pair.a.dims.len() != 2 {
+            return Err(LoraError::UnsupportedModule {
+                name: pair.weight.to_string(),
+                reason: format!(
+                    "the base tensor has dims {:?}, not a matrix",
+                    base.tensor(pair.weight).map(|t| &t.dims)
+                ),
+            });
+        }
         // llama.cpp's rule: alpha / rank scales the product, or the scale alone without alpha.
-        let factor = if alpha == 0.0 { input.scale } else { input.scale * alpha / rank as f32 };
-        let a_values = read_f32(a)?;
-        let b_scaled = read_f32(b)?.into_iter().map(|v| v * factor).collect();
-        deltas.entry((*weight).to_string()).or_default().push(Delta {
-            rank: rank as usize,
+        let factor = if alpha == 0.0 { input.scale } else { input.scale * alpha / pair.rank as f32 };
+        let a_values = read_f32(pair.a)?;
+        let b_scaled: Vec<f32> = read_f32(pair.b)?.into_iter().map(|v| v * factor).collect();
+        if b_scaled.iter().any(|v| !v.is_finite()) {
+            return Err(refuse(format!(
+                "scale {} · alpha {alpha} / rank {} makes {} overflow to infinity",
+                input.scale, pair.rank, pair.b.name
+            )));
+        }
+        deltas.entry(pair.weight.to_string()).or_default().push(Delta {
+            rank: pair.rank as usize,
             a: a_values,
             b_scaled,
         });
@@ -372,7 +343,7 @@ fn merge_tensor(
     let out_row = out_type.bytes_for(n_in as u64).unwrap_or(0) as usize;
     out_bytes.resize(out_row * n_out, 0);
     let rows_per_thread = n_out.div_ceil(threads.max(1)).max(1);
-    let in_type = tensor.ggml_type;
+    let (in_type, name) = (tensor.ggml_type, tensor.name.as_str());
     std::thread::scope(|scope| {
         let workers: Vec<_> = in_bytes
             .chunks(rows_per_thread * in_row)
@@ -380,7 +351,7 @@ fn merge_tensor(
             .enumerate()
             .map(|(t, (src, dst))| {
                 let first_row = t * rows_per_thread;
-                scope.spawn(move || merge_rows(in_type, out_type, n_in, first_row, src, dst, deltas))
+                scope.spawn(move || merge_rows(name, in_type, out_type, n_in, first_row, src, dst, deltas))
             })
             .collect();
         workers
@@ -391,7 +362,9 @@ fn merge_tensor(
 
 /// One thread's share: rows `first_row..` of the tensor, `src` in the base type, `dst` in
 /// the output type.
+#[allow(clippy::too_many_arguments)]
 fn merge_rows(
+    tensor_name: &str,
     in_type: GgmlType,
     out_type: GgmlType,
     n_in: usize,
@@ -413,6 +386,10 @@ fn merge_rows(
             for delta in deltas {
                 let b_row = &delta.b_scaled[o * delta.rank..(o + 1) * delta.rank];
                 add_low_rank_row(row, b_row, &delta.a);
+            }
+            // Finite inputs can still sum past f32's range; a NaN weight would be written as is.
+            if row.iter().any(|v| !v.is_finite()) {
+                return Err(LoraError::NonFiniteMerge { tensor: tensor_name.to_string(), row: o });
             }
         }
         quantize_rows(out_type, values, n_in, &mut dst[step * out_row..(step + count) * out_row], None)?;

@@ -73,6 +73,16 @@ pub enum LoraError {
         /// What is wrong.
         reason: String,
     },
+    /// Merging gave values that are not finite numbers; nothing was written.
+    #[error(
+        "merging gives {tensor} a value that is not a finite number (row {row}): the base weight holds NaN or infinity, or the update overflows; nothing was written"
+    )]
+    NonFiniteMerge {
+        /// The base tensor.
+        tensor: String,
+        /// The first row found.
+        row: usize,
+    },
     /// The output would overwrite an input.
     #[error("the output {path} is one of the inputs; write to another path")]
     OutputIsInput {

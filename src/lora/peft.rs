@@ -99,8 +99,17 @@ impl PeftAdapter {
         }
         let bytes = std::fs::read(&weights_path)
             .map_err(|source| LoraError::Io { path: weights_path.clone(), source })?;
-        let tensors =
-            read_safetensors(&bytes).map_err(|reason| LoraError::Peft { path: weights_path, reason })?;
+        let tensors = read_safetensors(&bytes)
+            .map_err(|reason| LoraError::Peft { path: weights_path.clone(), reason })?;
+        // A NaN or an infinity in A or B would make every output of the adapted model NaN.
+        if let Some(name) =
+            tensors.iter().find(|(_, m)| m.values.iter().any(|v| !v.is_finite())).map(|(n, _)| n)
+        {
+            return Err(LoraError::Peft {
+                path: weights_path,
+                reason: format!("tensor {name} holds NaN or infinite values"),
+            });
+        }
         Ok(PeftAdapter { dir: dir.to_path_buf(), config, tensors, weights_sha256: super::sha256_hex(&bytes) })
     }
 }
@@ -112,12 +121,15 @@ pub fn parse_config(text: &str) -> Result<PeftConfig, String> {
     if let Some(kind) = config.peft_type.as_deref().filter(|k| !k.eq_ignore_ascii_case("lora")) {
         return Err(format!("peft_type is {kind}; only LORA adapters convert to GGUF"));
     }
-    if config.r == 0 || !config.lora_alpha.is_finite() {
+    // GGUF adapters carry one alpha, and llama.cpp reads 0 as "no alpha" (scale 1), not as
+    // a scale of 0: a zero alpha cannot be written faithfully.
+    if config.r == 0 || !config.lora_alpha.is_finite() || config.lora_alpha == 0.0 {
         return Err(format!(
             "r = {} and lora_alpha = {} do not make a LoRA scale",
             config.r, config.lora_alpha
         ));
     }
+
     if config.use_dora {
         return Err("DoRA adapters (use_dora) have magnitude vectors that GGUF LoRA adapters cannot hold; \
                     merge them in PEFT instead"
@@ -231,6 +243,7 @@ mod tests {
             (r#"{"r": 8, "lora_alpha": 8, "use_dora": true}"#, "DoRA"),
             (r#"{"peft_type": "IA3", "r": 8, "lora_alpha": 8}"#, "IA3"),
             (r#"{"r": 0, "lora_alpha": 8}"#, "r = 0"),
+            (r#"{"r": 8, "lora_alpha": 0}"#, "lora_alpha = 0"),
             (r#"{"r": 8, "lora_alpha": 8, "modules_to_save": ["score"]}"#, "modules_to_save"),
             (r#"{"lora_alpha": 8}"#, "not a PEFT LoRA config"),
         ] {

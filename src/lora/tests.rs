@@ -526,3 +526,113 @@ fn convert_refuses_what_gguf_adapters_cannot_hold() {
     assert!(err.contains("safetensors"), "{err}");
     assert_nothing_written(dir.path(), &output);
 }
+
+/// An adapter on `blk.0.attn_q.weight` (rank 2) with every value of A and of B given.
+fn valued_adapter(path: &Path, alpha: f32, a_value: f32, b_value: f32) {
+    let metadata = vec![
+        ("general.architecture".to_string(), MetadataValue::String("llama".into())),
+        ("general.type".to_string(), MetadataValue::String("adapter".into())),
+        ("adapter.type".to_string(), MetadataValue::String("lora".into())),
+        ("adapter.lora.alpha".to_string(), MetadataValue::F32(alpha)),
+    ];
+    let specs = [("lora_a", vec![64, 2]), ("lora_b", vec![2, 64])].map(|(half, dims)| TensorSpec {
+        name: format!("blk.0.attn_q.weight.{half}"),
+        dims,
+        ggml_type: GgmlType::F32,
+    });
+    let mut file = std::fs::File::create(path).unwrap();
+    write_gguf(&mut file, &metadata, &specs, |i, out| {
+        let value = if i == 0 { a_value } else { b_value };
+        let bytes: Vec<u8> =
+            (0..specs[i].dims.iter().product::<u64>()).flat_map(|_| value.to_le_bytes()).collect();
+        out.write_all(&bytes)
+    })
+    .unwrap();
+}
+
+/// A NaN adapter once merged into an all-NaN model with exit 0. Non-finite alphas and
+/// values are refused naming the tensor, and so is a finite update whose result overflows.
+#[test]
+fn merge_refuses_non_finite_adapters_and_results_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.gguf");
+    let merge = |adapter: &Path| {
+        merge_adapters(
+            &MergeSettings {
+                base: tiny_model_path().into(),
+                adapters: vec![AdapterInput { path: adapter.to_path_buf(), scale: 1.0 }],
+                output: output.clone(),
+                merged_type: None,
+                threads: 2,
+            },
+            |_| {},
+        )
+    };
+    let cases: [(&str, f32, f32, f32, &str); 5] = [
+        ("nan-alpha.gguf", f32::NAN, 0.1, 0.1, "adapter.lora.alpha is NaN, not a finite number"),
+        ("inf-alpha.gguf", f32::INFINITY, 0.1, 0.1, "adapter.lora.alpha is inf"),
+        ("nan-a.gguf", 4.0, f32::NAN, 0.1, "tensor blk.0.attn_q.weight.lora_a holds NaN or infinite values"),
+        (
+            "inf-b.gguf",
+            4.0,
+            0.1,
+            f32::NEG_INFINITY,
+            "tensor blk.0.attn_q.weight.lora_b holds NaN or infinite values",
+        ),
+        (
+            "overflow.gguf",
+            4.0,
+            1e20,
+            1e20,
+            "merging gives blk.0.attn_q.weight a value that is not a finite number",
+        ),
+    ];
+    for (name, alpha, a, b, expected) in cases {
+        let path = dir.path().join(name);
+        valued_adapter(&path, alpha, a, b);
+        let err = merge(&path).unwrap_err().to_string();
+        assert!(err.contains(expected), "{name}: {err}");
+        assert_nothing_written(dir.path(), &output);
+    }
+    // The same adapter with finite, moderate values merges.
+    let fine = dir.path().join("fine.gguf");
+    valued_adapter(&fine, 4.0, 0.1, 0.1);
+    let report = merge(&fine).unwrap();
+    assert_eq!(report.merged_tensors, 1);
+}
+
+#[test]
+fn convert_refuses_non_finite_values_naming_the_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let peft = dir.path().join("peft");
+    let output = dir.path().join("adapter.gguf");
+    let base_header = GgufFile::open(tiny_model_path()).unwrap();
+    write_peft_adapter(&base_header, &peft, &PeftFixtureSpec::default()).unwrap();
+    let bytes = std::fs::read(peft.join(WEIGHTS_FILE)).unwrap();
+    let poisoned = "base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight";
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = safetensors::SafeTensors::deserialize(&bytes)
+        .unwrap()
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| {
+            let mut data = v.data().to_vec();
+            if n == poisoned {
+                data[4..8].copy_from_slice(&f32::NAN.to_le_bytes());
+            }
+            (n, v.shape().to_vec(), data)
+        })
+        .collect();
+    let views = tensors.iter().map(|(n, s, d)| {
+        (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap())
+    });
+    std::fs::write(peft.join(WEIGHTS_FILE), safetensors::serialize(views, None).unwrap()).unwrap();
+    let err = convert_peft(&ConvertSettings {
+        peft_dir: peft,
+        base: tiny_model_path().into(),
+        output: output.clone(),
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains(&format!("tensor {poisoned} holds NaN or infinite values")), "{err}");
+    assert_nothing_written(dir.path(), &output);
+}

@@ -60,13 +60,13 @@ pub enum OllamaError {
         /// The file.
         path: PathBuf,
     },
-    /// An adapter file that is something else.
-    #[error("{path} is a {kind}, not a LoRA adapter")]
-    NotAnAdapter {
+    /// An adapter file that is something else, or does not fit the model.
+    #[error("the adapter {path} cannot be used with the model: {problem}")]
+    UnusableAdapter {
         /// The file.
         path: PathBuf,
-        /// Its `general.type`.
-        kind: String,
+        /// What is wrong.
+        problem: crate::gguf::AdapterProblem,
     },
     /// The weights name no architecture.
     #[error("{path} has no general.architecture, so Ollama cannot tell how to run it")]

@@ -10,7 +10,7 @@ use super::name::ModelName;
 use super::params::Parameters;
 use super::store::{Store, digest_hex, digest_of};
 use super::template::derive_template;
-use crate::gguf::{GgufFile, ModelSummary};
+use crate::gguf::{AdapterProblem, GgufFile, LoadScope, ModelSummary, lora_pairs};
 
 /// Where the prompt template comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,22 +89,18 @@ pub fn build_model(store: &Store, name: &ModelName, recipe: &ModelRecipe) -> Res
         .architecture()
         .ok_or_else(|| OllamaError::NoArchitecture { path: recipe.model.clone() })?
         .to_string();
+    // Ollama hands the file to llama.cpp: refuse what its loader would abort on.
+    model.check_loadable(LoadScope::Everything)?;
     let mut families = vec![architecture.clone()];
     for adapter_path in &recipe.adapters {
         let adapter = open_gguf(adapter_path, "adapter")?;
-        if let Some(kind) = adapter.get_str("general.type")
-            && kind != "adapter"
-        {
-            return Err(OllamaError::NotAnAdapter { path: adapter_path.clone(), kind: kind.to_string() });
-        }
+        lora_pairs(&adapter, &model).map_err(|problem| match problem {
+            AdapterProblem::Architecture { adapter: adapter_arch, base } => {
+                OllamaError::AdapterMismatch { adapter: adapter_path.clone(), adapter_arch, model_arch: base }
+            }
+            problem => OllamaError::UnusableAdapter { path: adapter_path.clone(), problem },
+        })?;
         let adapter_arch = adapter.architecture().unwrap_or("none");
-        if adapter_arch != architecture {
-            return Err(OllamaError::AdapterMismatch {
-                adapter: adapter_path.clone(),
-                adapter_arch: adapter_arch.to_string(),
-                model_arch: architecture.clone(),
-            });
-        }
         if !families.iter().any(|f| f == adapter_arch) {
             families.push(adapter_arch.to_string());
         }
@@ -275,21 +271,92 @@ mod tests {
         assert_eq!(rebuilt.manifest_digest, built.manifest_digest);
     }
 
-    #[test]
-    fn an_adapter_of_another_architecture_is_refused_before_anything_is_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let adapter = dir.path().join("qwen-adapter.gguf");
-        let spec = crate::gguf::TinyModelSpec { architecture: "qwen2".into(), ..Default::default() };
-        crate::gguf::write_tiny_model(&adapter, &spec).unwrap();
-        let store = Store::at(dir.path().join("store"));
-        let err = build_model(
+    /// A LoRA adapter for `blk.0.attn_q.weight` of the tiny model, B being `out` wide.
+    fn adapter(path: &Path, architecture: &str, general_type: &str, out: u64) {
+        use crate::gguf::{GgmlType, MetadataValue, TensorSpec, write_gguf};
+        let text = |s: &str| MetadataValue::String(s.into());
+        let metadata = vec![
+            ("general.architecture".to_string(), text(architecture)),
+            ("general.type".to_string(), text(general_type)),
+            ("adapter.type".to_string(), text("lora")),
+        ];
+        let specs = [("lora_a", vec![64, 2]), ("lora_b", vec![2, out])].map(|(half, dims)| TensorSpec {
+            name: format!("blk.0.attn_q.weight.{half}"),
+            dims,
+            ggml_type: GgmlType::F32,
+        });
+        let mut file = std::fs::File::create(path).unwrap();
+        write_gguf(&mut file, &metadata, &specs, |i, out| {
+            std::io::Write::write_all(out, &vec![0u8; specs[i].n_bytes().unwrap() as usize])
+        })
+        .unwrap();
+    }
+
+    fn build_with_adapter(dir: &Path, adapter: PathBuf) -> Result<BuiltModel, OllamaError> {
+        let store = Store::at(dir.join("store"));
+        build_model(
             &store,
             &ModelName::parse("clinic/tiny").unwrap(),
             &ModelRecipe { adapters: vec![adapter], ..recipe() },
         )
-        .unwrap_err();
+    }
+
+    #[test]
+    fn an_adapter_of_another_architecture_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qwen-adapter.gguf");
+        adapter(&path, "qwen2", "adapter", 64);
+        let err = build_with_adapter(dir.path(), path).unwrap_err();
         assert!(matches!(err, OllamaError::AdapterMismatch { .. }), "{err}");
         assert!(err.to_string().contains("qwen2") && err.to_string().contains("llama"), "{err}");
+        assert!(!dir.path().join("store").exists(), "nothing written");
+    }
+
+    /// What Ollama's llama.cpp would refuse, or apply to the wrong weights, is refused here.
+    #[test]
+    fn a_full_model_or_a_wrong_shape_as_adapter_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let wrong_shape = dir.path().join("wide.gguf");
+        adapter(&wrong_shape, "llama", "adapter", 48);
+        let mislabelled = dir.path().join("model-typed.gguf");
+        adapter(&mislabelled, "llama", "model", 64);
+        for (path, expected) in [
+            (tiny_model_path().to_path_buf(), "not a LoRA adapter (general.type = missing"),
+            (mislabelled, "not a LoRA adapter (general.type = \"model\""),
+            (
+                wrong_shape,
+                "blk.0.attn_q.weight: lora_a [64, 2] and lora_b [2, 48] do not fit the base's [64, 64]",
+            ),
+        ] {
+            let err = build_with_adapter(dir.path(), path.clone()).unwrap_err();
+            assert!(matches!(err, OllamaError::UnusableAdapter { .. }), "{err}");
+            assert!(err.to_string().contains(expected), "{}: {err}", path.display());
+            assert!(!dir.path().join("store").exists(), "nothing written");
+        }
+        let fitting = dir.path().join("fits.gguf");
+        adapter(&fitting, "llama", "adapter", 64);
+        let built = build_with_adapter(dir.path(), fitting).unwrap();
+        assert!(built.manifest.layers.iter().any(|l| l.media_type == manifest::ADAPTER_MEDIA_TYPE));
+    }
+
+    #[test]
+    fn a_model_llama_cpp_would_abort_on_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("l0.gguf");
+        let mut bytes = std::fs::read(tiny_model_path()).unwrap();
+        // The tiny model's llama.block_count, 2, becomes 0 in place.
+        let key = b"llama.block_count";
+        let at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len() + 4;
+        bytes[at..at + 4].copy_from_slice(&0u32.to_le_bytes());
+        std::fs::write(&model, bytes).unwrap();
+        let store = Store::at(dir.path().join("store"));
+        let err = build_model(
+            &store,
+            &ModelName::parse("clinic/tiny").unwrap(),
+            &ModelRecipe { model, ..recipe() },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("llama.block_count is 0"), "{err}");
         assert!(!dir.path().join("store").exists(), "nothing written");
     }
 }

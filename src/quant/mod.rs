@@ -53,6 +53,16 @@ pub enum QuantError {
         /// The smallest that works.
         minimum: usize,
     },
+    /// A model's predictions are not numbers: no figure computed from them would mean anything.
+    #[error(
+        "{model} predicts logits that are not finite numbers (NaN or infinity) at token {position} of the text: its weights are damaged (merged with a NaN adapter?)"
+    )]
+    NonFiniteLogits {
+        /// The model.
+        model: PathBuf,
+        /// Token position in the text.
+        position: usize,
+    },
     /// The text to score is too short.
     #[error("the text has {tokens} tokens; at least {needed} are needed (give more text)")]
     TextTooShort {

@@ -166,7 +166,8 @@ pub(crate) fn score_chunks(
     let model = first.model();
     let mut batch = Batch::new(ctx, 1);
     let first_scored = ctx / 2;
-    for chunk in tokens.chunks_exact(ctx).take(plan.chunks) {
+    for (chunk_index, chunk) in tokens.chunks_exact(ctx).take(plan.chunks).enumerate() {
+        let scored_so_far = chunk_index * ctx;
         batch.clear();
         for (pos, &token) in chunk.iter().enumerate() {
             // As llama-perplexity does: a chunk starts with BOS when the model expects one.
@@ -183,11 +184,17 @@ pub(crate) fn score_chunks(
         for pos in first_scored..ctx - 1 {
             let mut rows: Vec<&[f32]> = Vec::with_capacity(contexts.len());
             for context in contexts.iter() {
-                rows.push(
-                    context
-                        .logits(pos)
-                        .ok_or_else(|| QuantError::Incomparable(format!("no logits at position {pos}")))?,
-                );
+                let row = context
+                    .logits(pos)
+                    .ok_or_else(|| QuantError::Incomparable(format!("no logits at position {pos}")))?;
+                // A NaN logit makes every figure NaN, which comparisons then read as "equal".
+                if row.iter().any(|l| !l.is_finite()) {
+                    return Err(QuantError::NonFiniteLogits {
+                        model: context.model().path().to_path_buf(),
+                        position: scored_so_far + pos,
+                    });
+                }
+                rows.push(row);
             }
             on_position(pos, &rows, chunk[pos + 1]);
         }
@@ -218,8 +225,9 @@ fn compare_position(reference: &[f32], model: &[f32], next: usize) -> PositionSc
     PositionScore {
         reference_nll: -ref_log[next],
         model_nll: -model_log[next],
-        // Rounding can make the divergence of near-identical distributions a hair negative.
-        kl: kl.max(0.0),
+        // Rounding can make the divergence of near-identical distributions a hair negative;
+        // `f64::max` would also turn a NaN into 0, so compare instead.
+        kl: if kl < 0.0 { 0.0 } else { kl },
         same_top1: argmax(reference) == argmax(model),
     }
 }
@@ -311,6 +319,12 @@ mod tests {
         assert!((score.kl - expected).abs() < 1e-6, "{} vs {expected}", score.kl);
         assert!((score.model_nll - -(0.1f64).ln()).abs() < 1e-6);
         assert!((score.reference_nll - (2.0f64).ln()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_nan_divergence_stays_nan() {
+        let score = compare_position(&[0.0, 0.0], &[f32::NAN, 0.0], 0);
+        assert!(score.kl.is_nan(), "{}", score.kl);
     }
 
     #[test]

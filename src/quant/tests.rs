@@ -216,3 +216,51 @@ fn importance_matrix_reaches_llama_cpp() {
     assert!(report.tensors.iter().any(|t| t.to == "IQ2_XXS"), "{:?}", report.tensors);
     assert!(output.exists());
 }
+
+/// The tiny model with one weight of `output_norm.weight` made NaN: every logit is NaN.
+fn nan_model(dir: &Path) -> PathBuf {
+    use crate::gguf::{TensorSpec, write_gguf};
+    let base = GgufFile::open(tiny_model_path()).unwrap();
+    let specs: Vec<TensorSpec> = base
+        .tensors
+        .iter()
+        .map(|t| TensorSpec { name: t.name.clone(), dims: t.dims.clone(), ggml_type: t.ggml_type })
+        .collect();
+    let path = dir.join("nan.gguf");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let source = base.reopen().unwrap();
+    let mut bytes = Vec::new();
+    write_gguf(&mut file, &base.metadata, &specs, |i, out| {
+        base.read_tensor_data_into(&source, &base.tensors[i], &mut bytes).unwrap();
+        if base.tensors[i].name == "output_norm.weight" {
+            bytes[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+        }
+        out.write_all(&bytes)
+    })
+    .unwrap();
+    path
+}
+
+/// NaN logits once made every KL divergence NaN, which the clamp at 0 reported as 0:
+/// "identical". They are an error naming the model.
+#[test]
+fn quality_of_a_model_with_nan_logits_is_an_error_not_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = nan_model(dir.path());
+    let text = "the patient was male and the pain was daily with no history of pain ".repeat(8);
+    let settings = |reference: &Path, model: &Path| QualitySettings {
+        reference: reference.into(),
+        model: model.into(),
+        ctx: 32,
+        max_chunks: Some(2),
+        threads: 2,
+    };
+    for (reference, model) in [(tiny_model_path(), broken.as_path()), (broken.as_path(), tiny_model_path())] {
+        let err = compare_quality(&settings(reference, model), &text).unwrap_err();
+        assert!(matches!(&err, QuantError::NonFiniteLogits { model, .. } if model == &broken), "{err}");
+        assert!(err.to_string().contains("not finite numbers"), "{err}");
+    }
+    // The reference against itself is still exactly identical.
+    let same = compare_quality(&settings(tiny_model_path(), tiny_model_path()), &text).unwrap();
+    assert_eq!(same.kl_divergence.max, 0.0);
+}

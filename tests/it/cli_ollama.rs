@@ -14,7 +14,7 @@ use medllm::gguf::{TinyModelSpec, write_tiny_model};
 use medllm::ollama::{Manifest, PullReport, PushReport, digest_of};
 use sha2::{Digest as _, Sha256};
 
-use crate::{medllm, stderr_of, tiny_model};
+use crate::{medllm, stderr_of, tiny_model, write_lora_adapter};
 
 /// A `docker-registry` process serving a temporary folder on 127.0.0.1.
 struct Registry {
@@ -243,7 +243,7 @@ impl Packaged {
 fn package_tiny(name: &str) -> Packaged {
     let dir = tempfile::tempdir().unwrap();
     let adapter = dir.path().join("adapter.gguf");
-    write_tiny_model(&adapter, &TinyModelSpec { seed: 7, n_layer: 1, ..Default::default() }).unwrap();
+    write_lora_adapter(&adapter, "llama", 64);
     let license = dir.path().join("LICENSE");
     std::fs::write(&license, "Apache-2.0\n").unwrap();
     let output = medllm()
@@ -540,24 +540,24 @@ fn ollama_package_errors_exit_2_and_leave_no_model() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("pkg");
     let other_arch = dir.path().join("qwen.gguf");
-    write_tiny_model(&other_arch, &TinyModelSpec { architecture: "qwen2".into(), ..Default::default() })
-        .unwrap();
+    write_lora_adapter(&other_arch, "qwen2", 64);
+    let wrong_shape = dir.path().join("wide.gguf");
+    write_lora_adapter(&wrong_shape, "llama", 48);
+    let full_model = dir.path().join("full.gguf");
+    write_tiny_model(&full_model, &TinyModelSpec { seed: 7, ..Default::default() }).unwrap();
+    let adapter_case = |adapter: &Path| -> Vec<std::ffi::OsString> {
+        vec![tiny_model().into(), "--name".into(), "clinic/tiny".into(), "--adapter".into(), adapter.into()]
+    };
     let cases: Vec<(Vec<std::ffi::OsString>, &str)> = vec![
         (vec![tiny_model().into(), "--name".into(), "Clinic/Tiny".into()], "bad model name"),
         (
             vec![dir.path().join("missing.gguf").into(), "--name".into(), "clinic/tiny".into()],
             "does not exist",
         ),
-        (
-            vec![
-                tiny_model().into(),
-                "--name".into(),
-                "clinic/tiny".into(),
-                "--adapter".into(),
-                other_arch.into(),
-            ],
-            "is for the qwen2 architecture but the model is llama",
-        ),
+        (adapter_case(&other_arch), "is for the qwen2 architecture but the model is llama"),
+        // A full model given as ADAPTER, and an adapter of another model's shapes (issue 16).
+        (adapter_case(&full_model), "it is not a LoRA adapter"),
+        (adapter_case(&wrong_shape), "lora_b [2, 48] do not fit the base's [64, 64]"),
         (
             vec![
                 tiny_model().into(),

@@ -11,6 +11,7 @@ mod cli_info;
 mod cli_ollama;
 mod cli_outputs;
 mod docs;
+mod model_metadata_fuzz;
 mod real_model;
 mod repository;
 mod serve;
@@ -42,4 +43,29 @@ pub fn tiny_model() -> &'static Path {
 /// Text of a command's stderr.
 pub fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A LoRA adapter for the tiny model: rank 2 on `blk.0.attn_q.weight`, of `architecture`,
+/// B `n_out` wide (64 fits the tiny model), small random-looking values.
+pub fn write_lora_adapter(path: &Path, architecture: &str, n_out: u64) {
+    use medllm::gguf::{GgmlType, MetadataValue, TensorSpec, write_gguf};
+    let text = |s: &str| MetadataValue::String(s.into());
+    let metadata = vec![
+        ("general.architecture".to_string(), text(architecture)),
+        ("general.type".to_string(), text("adapter")),
+        ("adapter.type".to_string(), text("lora")),
+        ("adapter.lora.alpha".to_string(), MetadataValue::F32(2.0)),
+    ];
+    let specs = [("lora_a", vec![64, 2]), ("lora_b", vec![2, n_out])].map(|(half, dims)| TensorSpec {
+        name: format!("blk.0.attn_q.weight.{half}"),
+        dims,
+        ggml_type: GgmlType::F32,
+    });
+    let mut file = std::fs::File::create(path).unwrap();
+    write_gguf(&mut file, &metadata, &specs, |i, out| {
+        let n: u64 = specs[i].dims.iter().product();
+        let bytes: Vec<u8> = (0..n).flat_map(|k| (0.01 * ((k % 7) as f32 - 3.0)).to_le_bytes()).collect();
+        out.write_all(&bytes)
+    })
+    .unwrap();
 }

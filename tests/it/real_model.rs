@@ -33,6 +33,20 @@ fn smollm2_answers_a_chat_question() {
     assert!(answer.contains("Paris"), "answer: {answer}");
 }
 
+/// The checks that keep damaged files from aborting llama.cpp must not refuse a real model.
+#[test]
+#[ignore = "needs the real model (scripts/fetch-model.sh); run by scripts/test.sh"]
+fn smollm2_passes_every_load_check() {
+    let file = medllm::gguf::GgufFile::open(&real_model()).unwrap();
+    for scope in [
+        medllm::gguf::LoadScope::Hyperparameters,
+        medllm::gguf::LoadScope::Vocabulary,
+        medllm::gguf::LoadScope::Everything,
+    ] {
+        file.check_loadable(scope).unwrap();
+    }
+}
+
 #[test]
 #[ignore = "needs the real model (scripts/fetch-model.sh); run by scripts/test.sh"]
 fn smollm2_info_matches_the_published_model() {
