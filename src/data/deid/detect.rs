@@ -62,7 +62,9 @@ impl PhiDetector {
     pub fn new() -> PhiDetector {
         let lexicon = lexicon();
         let words = Words::new();
-        let cities: HashSet<String> = lexicon.cities.iter().map(|c| c.name.to_lowercase()).collect();
+        let place_names: Vec<&str> =
+            lexicon.cities.iter().map(|c| c.name).chain(lexicon.detector_places.iter().copied()).collect();
+        let cities: HashSet<String> = place_names.iter().map(|c| c.to_lowercase()).collect();
         let ambiguous_cities: HashSet<String> = cities
             .iter()
             .filter(|c| words.is_plain_word(c) || words.is_dictionary_name(c) || words.is_common_word(c))
@@ -70,7 +72,7 @@ impl PhiDetector {
             .collect();
         let city_names = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
-            .build(lexicon.cities.iter().map(|c| c.name))
+            .build(&place_names)
             .expect("city names build an automaton");
         let upper = super::patterns::UPPER;
         let letter = super::patterns::LETTER;
