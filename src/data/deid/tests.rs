@@ -235,3 +235,24 @@ fn words_that_place_an_age_over_89_are_found() {
     // A decade under 90 is no identifier.
     assert!(found("In her seventies she had a stroke.").is_empty());
 }
+
+#[test]
+fn ages_over_89_in_context_and_non_us_postcodes_are_found() {
+    for (text, phi) in [
+        ("Her mother lived to 101; a brother had MI.", "101"),
+        ("Is grandma still well? she's 91 now.", "91"),
+        ("DOB 22 Feb 1933 (91), lives with son.", "91"),
+        ("née le 15 avril 1929 (95 ans), veuve.", "95"),
+        ("Married to Morwenna (ninety, frail) for years.", "ninety"),
+        ("Tralee, Co. Kerry  V92 X4T7", "V92 X4T7"),
+        ("Adyar, Chennai – 600 020. Contact son.", "600 020"),
+    ] {
+        assert!(finds(text, phi), "{phi:?} not found in {text:?}: {:?}", found(text));
+    }
+    // Numbers in the nineties with a unit are measurements.
+    assert!(
+        found("At 92 bpm she felt dizzy; SpO2 (95%) on air.").is_empty(),
+        "{:?}",
+        found("At 92 bpm she felt dizzy; SpO2 (95%) on air.")
+    );
+}
