@@ -15,6 +15,8 @@ n="${N:-400}"
 seed="${SEED:-90210}"
 
 mkdir -p "$dir"
+# synth refuses a folder with files in it; these two are this script's own, rebuilt whole.
+rm -rf "$dir/corpus" "$dir/heldout-corpus"
 "$medllm" synth -q -o "$dir/corpus" --n "$n" --seed "$seed"
 "$medllm" prepare -q "$dir/corpus" -o "$dir/prepared" --seed "$seed" || [ $? -eq 1 ]
 "$medllm" eval synth-mcq -q "$dir/corpus/documents.jsonl" -o "$dir/mcq.jsonl" --seed "$seed"

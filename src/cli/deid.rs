@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 
 use super::{GlobalOptions, Outcome};
-use crate::atomic_file::AtomicWriter;
+use crate::atomic_file::{AtomicWriter, InputFiles, same_path};
 use crate::data::deid::{
     DeidMode, DeidOptions, Deidentifier, StreamFields, StreamFormat, StreamStats, deidentify_stream,
 };
@@ -103,6 +103,22 @@ pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
         patient: args.patient_field.clone(),
         keep: args.keep_fields.clone(),
     };
+    // Outputs that would replace an input are refused before anything is read or written.
+    let single = args.inputs.len() == 1 && !args.inputs[0].is_dir();
+    let inputs = InputFiles::new(args.inputs.iter().map(PathBuf::as_path));
+    if let Some(spans) = &args.spans {
+        inputs.check(spans)?;
+        if let Some(out) = args.out.as_deref().filter(|_| single)
+            && same_path(out, spans)
+        {
+            bail!("--spans and --out name the same file {}; give each its own", spans.display());
+        }
+    }
+    if single && let Some(out) = &args.out {
+        inputs.check(out)?;
+    }
+    // Ctrl-C stops between records; the records done by then are kept, each whole.
+    crate::interrupt::stop_on_request();
     let mut spans = match &args.spans {
         Some(path) => {
             Some(AtomicWriter::create(path).with_context(|| format!("cannot write {}", path.display()))?)
@@ -110,9 +126,11 @@ pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
         None => None,
     };
     let mut total = StreamStats::default();
+    let mut stopped_between_files = false;
     // Adds a stream's counts to the total; says whether its output is worth keeping.
     let mut add = |stats: StreamStats| -> bool {
         total.documents += stats.documents;
+        total.interrupted |= stats.interrupted;
         for (category, n) in stats.replaced {
             *total.replaced.entry(category).or_default() += n;
         }
@@ -120,10 +138,11 @@ pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
             eprintln!("warning: {failure}");
             total.failures.push(failure);
         }
-        !stats.unusable
+        // An interrupted stream keeps its finished records, if any.
+        let nothing_done = stats.interrupted && stats.documents == 0;
+        !(stats.unusable || nothing_done)
     };
 
-    let single = args.inputs.len() == 1 && !args.inputs[0].is_dir();
     if single {
         let input = &args.inputs[0];
         let (format, mut reader, source): (StreamFormat, Box<dyn BufRead>, String) =
@@ -137,9 +156,6 @@ pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
             };
         match &args.out {
             Some(path) => {
-                if input.as_os_str() != "-" && same_file(input, path) {
-                    bail!("--out {} is the input itself; choose another file", path.display());
-                }
                 let mut out =
                     AtomicWriter::create(path).with_context(|| format!("cannot write {}", path.display()))?;
                 let spans_out = spans.as_mut().map(|w| w as &mut dyn Write);
@@ -165,16 +181,6 @@ pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
                 bail!("stdin (-) cannot be mixed with other inputs");
             }
             if input.is_dir() {
-                let inside = out_dir
-                    .canonicalize()
-                    .is_ok_and(|o| input.canonicalize().is_ok_and(|i| o.starts_with(i)));
-                if inside {
-                    bail!(
-                        "--out {} is inside the input folder {}; choose a folder outside it",
-                        out_dir.display(),
-                        input.display()
-                    );
-                }
                 let mut files = Vec::new();
                 walk(input, input, &mut files)?;
                 jobs.extend(files.into_iter().map(|rel| (input.join(&rel), out_dir.join(rel))));
@@ -189,8 +195,20 @@ pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
             if !targets.insert(output.clone()) {
                 bail!("two inputs would both be written to {}; run them separately", output.display());
             }
+            inputs.check(output)?;
+            if let Some(spans) = args.spans.as_deref().filter(|spans| same_path(spans, output)) {
+                bail!(
+                    "--spans {} is also where a de-identified copy goes; write it elsewhere",
+                    spans.display()
+                );
+            }
         }
+        inputs.check(out_dir)?;
         for (input, output) in jobs {
+            if crate::interrupt::stop_requested() {
+                stopped_between_files = true;
+                break;
+            }
             if let Some(parent) = output.parent() {
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("cannot create {}", parent.display()))?;
@@ -222,7 +240,10 @@ pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
             }
         }
     }
-    if let (Some(writer), Some(path)) = (spans, &args.spans) {
+    let interrupted = total.interrupted || stopped_between_files;
+    if let (Some(writer), Some(path)) = (spans, &args.spans)
+        && !(interrupted && total.documents == 0)
+    {
         writer.commit().with_context(|| format!("cannot write {}", path.display()))?;
     }
     if !global.quiet {
@@ -239,12 +260,12 @@ pub(crate) fn run(args: DeidArgs, global: &GlobalOptions) -> Result<Outcome> {
             }
         );
     }
-    Ok(if total.failures.is_empty() { Outcome::Success } else { Outcome::SomeInputsFailed })
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
+    if interrupted {
+        eprintln!(
+            "interrupted: the {} documents done were written whole; the rest were not read",
+            total.documents
+        );
+        return Ok(Outcome::Interrupted);
     }
+    Ok(if total.failures.is_empty() { Outcome::Success } else { Outcome::SomeInputsFailed })
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use clap::Args;
 
+use super::escape::terminal_safe;
 use super::{GlobalOptions, Outcome};
 use crate::gguf::{GgufDiff, GgufFile};
 
@@ -39,28 +40,34 @@ pub(crate) fn run(args: DiffArgs, _global: &GlobalOptions) -> Result<Outcome> {
 
 /// `-` only in A, `+` only in B, `~` changed; tensors of unchanged type and shape are counted.
 fn print_lines(out: &mut impl Write, diff: &GgufDiff) -> std::io::Result<()> {
+    // Keys, values and names come from the files: every line is escaped for the terminal.
+    macro_rules! safe_line {
+        ($($arg:tt)*) => {
+            writeln!(out, "{}", terminal_safe(&format!($($arg)*)))
+        };
+    }
     if diff.is_empty() {
-        return writeln!(out, "same metadata, same tensor types and shapes ({} tensors)", diff.tensors_same);
+        return safe_line!("same metadata, same tensor types and shapes ({} tensors)", diff.tensors_same);
     }
     for (key, value) in &diff.metadata_only_a {
-        writeln!(out, "- {key} = {value}")?;
+        safe_line!("- {key} = {value}")?;
     }
     for (key, value) in &diff.metadata_only_b {
-        writeln!(out, "+ {key} = {value}")?;
+        safe_line!("+ {key} = {value}")?;
     }
     for changed in &diff.metadata_changed {
-        writeln!(out, "~ {} = {} → {}", changed.key, changed.a, changed.b)?;
+        safe_line!("~ {} = {} → {}", changed.key, changed.a, changed.b)?;
     }
     for name in &diff.tensors_only_a {
-        writeln!(out, "- tensor {name}")?;
+        safe_line!("- tensor {name}")?;
     }
     for name in &diff.tensors_only_b {
-        writeln!(out, "+ tensor {name}")?;
+        safe_line!("+ tensor {name}")?;
     }
     for t in &diff.tensors_changed {
         let shape =
             if t.dims_a == t.dims_b { String::new() } else { format!(" {:?} → {:?}", t.dims_a, t.dims_b) };
-        writeln!(out, "~ tensor {} {} → {}{shape}", t.name, t.type_a, t.type_b)?;
+        safe_line!("~ tensor {} {} → {}{shape}", t.name, t.type_a, t.type_b)?;
     }
-    writeln!(out, "{} tensors with the same type and shape", diff.tensors_same)
+    safe_line!("{} tensors with the same type and shape", diff.tensors_same)
 }

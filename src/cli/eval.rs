@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 
-use super::options::ModelOptions;
+use super::options::{self, ModelOptions};
 use super::progress::ItemProgress;
 use super::{GlobalOptions, Outcome};
+use crate::atomic_file::{InputFiles, refuse_output_among_inputs};
 use crate::data::deid::PhiDetector;
 use crate::data::{InputOptions, read_inputs};
 use crate::eval::{
@@ -67,13 +68,13 @@ struct EvalMcqArgs {
     #[arg(long, value_enum, default_value = "logprob")]
     method: MethodArg,
     /// Sequences decoded together.
-    #[arg(short = 'P', long, value_name = "N", default_value_t = 4)]
+    #[arg(short = 'P', long, value_name = "N", default_value_t = 4, value_parser = options::count)]
     parallel: usize,
     /// Index answers (answer, cop) count from 1 (the original MedMCQA release).
     #[arg(long)]
     one_based: bool,
     /// Score at most this many questions.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = options::count)]
     limit: Option<usize>,
     /// Write every answer as a JSON line here.
     #[arg(long, value_name = "FILE")]
@@ -109,16 +110,16 @@ struct EvalSummaryArgs {
     #[arg(long, value_name = "FILE")]
     docs: Option<PathBuf>,
     /// Most tokens per generated summary.
-    #[arg(long, value_name = "N", default_value_t = 128)]
+    #[arg(long, value_name = "N", default_value_t = 128, value_parser = options::count)]
     max_tokens: usize,
     /// Summarise at most this many documents.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = options::count)]
     limit: Option<usize>,
     /// Write the generated summaries as JSON lines here.
     #[arg(short = 'o', long, value_name = "FILE", requires = "model")]
     out: Option<PathBuf>,
     /// CPU threads (default: all cores).
-    #[arg(short = 't', long, value_name = "N")]
+    #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
     /// Print the scores as one JSON object.
     #[arg(long)]
@@ -134,7 +135,7 @@ struct EvalPerplexityArgs {
     #[arg(long, value_name = "FILE")]
     text: PathBuf,
     /// Score at most this many chunks (default: the whole text).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = options::count)]
     chunks: Option<usize>,
     /// Print one JSON object.
     #[arg(long)]
@@ -159,7 +160,7 @@ struct EvalReportArgs {
     #[arg(short = 'o', long, value_name = "DIR")]
     out: PathBuf,
     /// CPU threads (default: all cores).
-    #[arg(short = 't', long, value_name = "N")]
+    #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
 }
 
@@ -214,7 +215,7 @@ struct EvalExtractArgs {
     #[arg(long, value_name = "FILE")]
     docs: Option<PathBuf>,
     /// Documents decoded together when running the model.
-    #[arg(short = 'P', long, value_name = "N", default_value_t = 4)]
+    #[arg(short = 'P', long, value_name = "N", default_value_t = 4, value_parser = options::count)]
     parallel: usize,
     /// Print the scores as one JSON object.
     #[arg(long)]
@@ -272,7 +273,7 @@ fn eval_extract(args: EvalExtractArgs, global: &GlobalOptions) -> Result<Outcome
                     records.push(r);
                     Ok::<_, std::convert::Infallible>(())
                 })
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .map_err(anyhow::Error::from)?;
             records
         }
         (None, None) => unreachable!("clap requires predictions or --model"),
@@ -317,6 +318,16 @@ fn print_table(out: &mut impl Write, s: &ExtractionScores) -> std::io::Result<()
 }
 
 fn eval_deid(args: EvalDeidArgs, global: &GlobalOptions) -> Result<Outcome> {
+    // The gold is a file or a folder; neither report may replace it or land among it.
+    let gold_inputs = InputFiles::new([args.gold.as_path()]);
+    for output in [&args.misses, &args.leaks].into_iter().flatten() {
+        gold_inputs.check(output)?;
+    }
+    if let (Some(misses), Some(leaks)) = (&args.misses, &args.leaks)
+        && crate::atomic_file::same_path(misses, leaks)
+    {
+        bail!("--misses and --leaks name the same file {}; give each its own", misses.display());
+    }
     let gold = read_gold(&args.gold).context("cannot read the gold")?;
     for problem in &gold.bad_lines {
         eprintln!("warning: {problem}; skipped");
@@ -426,6 +437,12 @@ fn threads_of(threads: Option<u16>) -> i32 {
 }
 
 fn eval_mcq(args: EvalMcqArgs, global: &GlobalOptions) -> Result<Outcome> {
+    if let Some(answers) = &args.answers {
+        refuse_output_among_inputs(
+            answers,
+            std::iter::once(args.questions.as_path()).chain(args.model.files()),
+        )?;
+    }
     let base = if args.one_based { IndexBase::One } else { IndexBase::Zero };
     let mut set = read_questions(&args.questions, base)?;
     for s in &set.skipped {
@@ -522,6 +539,14 @@ fn report_bad_lines(path: &Path, bad: &[crate::eval::BadLine]) {
 }
 
 fn eval_summary(args: EvalSummaryArgs, global: &GlobalOptions) -> Result<Outcome> {
+    if let Some(out) = &args.out {
+        let inputs = [Some(&args.refs), args.docs.as_ref(), args.model.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path)
+            .chain(args.lora.iter().map(|l| l.path.as_path()));
+        refuse_output_among_inputs(out, inputs)?;
+    }
     let (refs, bad_refs) = read_summaries(&args.refs)?;
     report_bad_lines(&args.refs, &bad_refs);
     let mut failed = !bad_refs.is_empty();
@@ -623,6 +648,11 @@ fn finish_summary(
 }
 
 fn eval_perplexity(args: EvalPerplexityArgs, _global: &GlobalOptions) -> Result<Outcome> {
+    // Refused before the model loads.
+    let (ctx, minimum) = (args.model.ctx as usize, crate::quant::MIN_CHUNK_TOKENS);
+    if ctx < minimum {
+        return Err(crate::quant::QuantError::ContextTooSmall { ctx, minimum }.into());
+    }
     let text = read_perplexity_text(&args.text)?;
     let model = args.model.load_model()?;
     let adapters = args.model.load_adapters(&model)?;
@@ -645,6 +675,15 @@ fn eval_perplexity(args: EvalPerplexityArgs, _global: &GlobalOptions) -> Result<
 }
 
 fn eval_report(args: EvalReportArgs, global: &GlobalOptions) -> Result<Outcome> {
+    let inputs = InputFiles::new(
+        [Some(&args.base), Some(&args.suite), args.tuned.as_ref(), args.lora.as_ref().map(|l| &l.path)]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path),
+    );
+    for name in ["report.md", "report.json"] {
+        inputs.check(&args.out.join(name))?;
+    }
     let suite = Suite::load(&args.suite)?;
     let tuned = match (&args.lora, &args.tuned) {
         (Some(spec), _) => Some(Tuned::Lora { adapter: spec.path.clone(), scale: spec.scale }),
@@ -680,6 +719,7 @@ fn eval_report(args: EvalReportArgs, global: &GlobalOptions) -> Result<Outcome> 
 }
 
 fn eval_synth_mcq(args: EvalSynthMcqArgs, global: &GlobalOptions) -> Result<Outcome> {
+    refuse_output_among_inputs(&args.out, [args.documents.as_path()])?;
     let documents: Vec<crate::data::synth::SynthDocument> = read_jsonl(&args.documents, "synth document")?;
     let questions = questions_from_synth(&documents, args.seed);
     crate::atomic_file::write_atomically(&args.out, |f| {

@@ -1,12 +1,12 @@
 //! `medllm extract`: documents → JSON lines with grounding.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use clap::Args;
 
-use super::options::ModelOptions;
+use super::options::{self, ModelOptions};
 use super::{GlobalOptions, Outcome};
 use crate::data::{InputOptions, read_inputs};
 use crate::extract::{
@@ -32,7 +32,7 @@ pub(crate) struct ExtractArgs {
     #[arg(short, long, value_name = "FILE")]
     out: Option<PathBuf>,
     /// Documents decoded together.
-    #[arg(short = 'P', long, value_name = "N", default_value_t = 4)]
+    #[arg(short = 'P', long, value_name = "N", default_value_t = 4, value_parser = options::count)]
     parallel: usize,
     /// maxItems for arrays the schema leaves unbounded.
     #[arg(long, value_name = "N", default_value_t = 16)]
@@ -41,7 +41,7 @@ pub(crate) struct ExtractArgs {
     #[arg(long, value_name = "CHARS", default_value_t = 200)]
     max_string: u64,
     /// Most tokens generated per document.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = options::count)]
     max_tokens: usize,
     /// Few-shot examples: JSON lines of {"text": ..., "data": {...}}. Built-in schemas
     /// bring their own, as does NAME.examples.jsonl beside a NAME.schema.json.
@@ -61,10 +61,10 @@ pub(crate) struct ExtractArgs {
     #[arg(long, conflicts_with = "grammar")]
     extractive: bool,
     /// Similarity (0-1) a fuzzy grounding match must reach.
-    #[arg(long, value_name = "X", default_value_t = 0.85)]
+    #[arg(long, value_name = "X", default_value_t = 0.85, value_parser = options::unit_f32)]
     fuzzy_threshold: f32,
     /// 0 decodes greedily (the default); above, samples among the allowed tokens.
-    #[arg(long, visible_alias = "temp", value_name = "T", default_value_t = 0.0)]
+    #[arg(long, visible_alias = "temp", value_name = "T", default_value_t = 0.0, value_parser = options::non_negative_f32)]
     temperature: f32,
     /// Seed for --temperature above 0.
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -85,6 +85,13 @@ pub(crate) struct ExtractArgs {
 
 pub(crate) fn run(args: ExtractArgs, global: &GlobalOptions) -> Result<Outcome> {
     // Everything that can be refused is refused before the model loads.
+    if let Some(out) = &args.out {
+        let schema_file = args.schema.as_deref().map(Path::new).filter(|p| p.is_file());
+        let mut inputs: Vec<&Path> = args.inputs.iter().map(PathBuf::as_path).collect();
+        inputs.extend(schema_file.into_iter().chain(args.grammar.as_deref()).chain(args.examples.as_deref()));
+        inputs.extend(args.model.files());
+        crate::atomic_file::refuse_output_among_inputs(out, inputs)?;
+    }
     let mut schema_examples = Vec::new();
     let constraint = match (&args.schema, &args.grammar) {
         (Some(spec), _) => {
@@ -138,7 +145,8 @@ pub(crate) fn run(args: ExtractArgs, global: &GlobalOptions) -> Result<Outcome> 
     };
     let progress = show_progress.then(|| progress_bar(total));
 
-    // Records go to stdout as they finish, or into --out, which appears whole at the end.
+    // Records go to stdout as they finish, or into --out, which appears whole at the end
+    // (or, after Ctrl-C, with the records finished by then).
     let mut out_file = match &args.out {
         Some(path) => Some(
             crate::atomic_file::AtomicWriter::create(path)
@@ -157,6 +165,9 @@ pub(crate) fn run(args: ExtractArgs, global: &GlobalOptions) -> Result<Outcome> 
         if let Some(file) = &mut out_file {
             file.write_all(line.as_bytes())?;
             file.write_all(b"\n")?;
+            // Whole records reach the file as they finish (a reader of a FIFO sees them;
+            // an interrupted run publishes them).
+            file.flush()?;
         } else {
             stdout.write_all(line.as_bytes())?;
             stdout.write_all(b"\n")?;
@@ -172,6 +183,8 @@ pub(crate) fn run(args: ExtractArgs, global: &GlobalOptions) -> Result<Outcome> 
         }
         Ok(())
     };
+    // Ctrl-C stops the run between batches; the records finished by then are kept.
+    crate::interrupt::stop_on_request();
     let summary =
         extractor.run(read_inputs(&args.inputs, &input_options), &mut sink).map_err(|e| match e {
             crate::extract::RunError::Sink(io) => anyhow::Error::from(io),
@@ -179,6 +192,9 @@ pub(crate) fn run(args: ExtractArgs, global: &GlobalOptions) -> Result<Outcome> 
         })?;
     if let Some(bar) = &progress {
         bar.finish_and_clear();
+    }
+    if summary.interrupted {
+        return finish_interrupted(out_file, args.out.as_deref(), summary.documents);
     }
     if let (Some(file), Some(path)) = (out_file, &args.out) {
         file.commit().with_context(|| format!("cannot write {}", path.display()))?;
@@ -205,6 +221,31 @@ pub(crate) fn run(args: ExtractArgs, global: &GlobalOptions) -> Result<Outcome> 
         }
     }
     Ok(if summary.invalid > 0 { Outcome::SomeInputsFailed } else { Outcome::Success })
+}
+
+/// After a stop request: the finished records (whole lines) become the output, as a
+/// resumed run would find them; with none finished, an existing output stays untouched.
+fn finish_interrupted(
+    out_file: Option<crate::atomic_file::AtomicWriter>,
+    out: Option<&Path>,
+    finished: usize,
+) -> Result<Outcome> {
+    match (out_file, out) {
+        (Some(file), Some(path)) if finished > 0 => {
+            file.commit().with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!(
+                "interrupted: the {finished} records finished are in {}; documents in progress and the rest have none",
+                path.display()
+            );
+        }
+        (Some(_), Some(path)) => {
+            eprintln!("interrupted before any record finished; {} was not written", path.display());
+        }
+        _ => eprintln!(
+            "interrupted: {finished} records were written; documents in progress and the rest have none"
+        ),
+    }
+    Ok(Outcome::Interrupted)
 }
 
 fn progress_bar(total: Option<u64>) -> indicatif::ProgressBar {

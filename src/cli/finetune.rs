@@ -2,13 +2,12 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context as _, Result};
 use clap::{Args, ValueEnum};
 
-use super::{GlobalOptions, Outcome};
+use super::{GlobalOptions, Outcome, options};
+use crate::atomic_file::InputFiles;
 use crate::llama::Optimizer;
 use crate::train::{
     DataFormat, FinetuneSettings, LogRecord, Method, Overlong, Schedule, TrainObserver, finetune,
@@ -32,10 +31,10 @@ pub(crate) struct FinetuneArgs {
     #[arg(short, long, value_name = "DIR")]
     output: PathBuf,
     /// LoRA rank.
-    #[arg(long, value_name = "R", default_value_t = 16)]
+    #[arg(long, value_name = "R", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     lora_rank: u32,
     /// LoRA alpha: the update is scaled by alpha/rank.
-    #[arg(long, value_name = "A", default_value_t = 32.0)]
+    #[arg(long, value_name = "A", default_value_t = 32.0, value_parser = options::positive_f32)]
     lora_alpha: f32,
     /// Weight kinds LoRA adapts, comma-separated.
     #[arg(
@@ -66,16 +65,16 @@ pub(crate) struct FinetuneArgs {
     #[arg(long, value_enum, default_value_t = OverlongArg::Skip)]
     overlong: OverlongArg,
     /// Passes over the training data.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     epochs: u32,
     /// Stop after this many steps (one step = one window).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_steps: Option<u64>,
     /// Stop after this many minutes, writing the output and a checkpoint.
-    #[arg(long, value_name = "MIN")]
+    #[arg(long, value_name = "MIN", value_parser = options::positive_f64)]
     max_minutes: Option<f64>,
     /// Peak learning rate.
-    #[arg(long, value_name = "LR", default_value_t = 1e-3)]
+    #[arg(long, value_name = "LR", default_value_t = 1e-3, value_parser = options::positive_f32)]
     lr: f32,
     /// Steps of linear warm-up.
     #[arg(long, value_name = "N", default_value_t = 10)]
@@ -87,7 +86,7 @@ pub(crate) struct FinetuneArgs {
     #[arg(long, value_enum, default_value_t = OptimizerArg::Adamw)]
     optimizer: OptimizerArg,
     /// Weight decay (decoupled for AdamW).
-    #[arg(long, value_name = "WD", default_value_t = 0.0)]
+    #[arg(long, value_name = "WD", default_value_t = 0.0, value_parser = options::unit_f32)]
     weight_decay: f32,
     /// Windows per optimizer step: their gradients are averaged, as in one batch of N windows
     /// (steps, --max-steps, --warmup and checkpoints count optimizer steps)
@@ -97,7 +96,7 @@ pub(crate) struct FinetuneArgs {
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Threads (default: all cores).
-    #[arg(short = 't', long, value_name = "N")]
+    #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
     threads: Option<i32>,
     /// Validate every N steps as well as at each epoch's end.
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -166,6 +165,16 @@ impl TrainObserver for Progress {
 }
 
 pub(crate) fn run(args: FinetuneArgs, global: &GlobalOptions) -> Result<Outcome> {
+    // What the run writes into --output; the checkpoint it resumes from is rewritten there
+    // by design, so only the base and the data are inputs to protect.
+    let inputs =
+        InputFiles::new([args.model.as_path(), args.train.as_path()].into_iter().chain(args.val.as_deref()));
+    for name in ["adapter.gguf", "model.gguf", "train_log.jsonl", "loss.png"] {
+        inputs.check(&args.output.join(name))?;
+    }
+    for name in ["adapter.gguf", "model.gguf", "optimizer.gguf", "state.json"] {
+        inputs.check(&args.output.join("checkpoint").join(name))?;
+    }
     let settings = FinetuneSettings {
         model: args.model.clone(),
         train: args.train.clone(),
@@ -207,14 +216,9 @@ pub(crate) fn run(args: FinetuneArgs, global: &GlobalOptions) -> Result<Outcome>
         resume: args.resume.clone(),
     };
 
-    // Ctrl-C ends the run after the current window with a checkpoint; a second one kills it.
-    let stop = Arc::new(AtomicBool::new(false));
-    let handler_stop = Arc::clone(&stop);
-    let _ = ctrlc::set_handler(move || {
-        if handler_stop.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-    });
+    // Ctrl-C (or SIGTERM) ends the run after the current window with a checkpoint; a
+    // second one ends it at once, removing the files half-written.
+    crate::interrupt::stop_on_request();
 
     let terminal = std::io::stderr().is_terminal();
     let bar = (!global.quiet && terminal).then(|| {
@@ -226,7 +230,7 @@ pub(crate) fn run(args: FinetuneArgs, global: &GlobalOptions) -> Result<Outcome>
         bar
     });
     let mut progress = Progress { bar, verbose: global.verbose, quiet: global.quiet };
-    let report = finetune(&settings, &mut progress, &stop);
+    let report = finetune(&settings, &mut progress, crate::interrupt::stop_flag());
     if let Some(bar) = &progress.bar {
         bar.finish_and_clear();
     }
@@ -253,6 +257,11 @@ pub(crate) fn run(args: FinetuneArgs, global: &GlobalOptions) -> Result<Outcome>
             report.tokens_per_s,
             report.elapsed
         );
+    }
+    // Stopped by a signal (not by --max-minutes): the output and checkpoint were written,
+    // yet the run did not finish, which scripts and schedulers must be able to tell.
+    if report.interrupted && crate::interrupt::stop_requested() {
+        return Ok(Outcome::Interrupted);
     }
     Ok(if report.bad_lines.is_empty() { Outcome::Success } else { Outcome::SomeInputsFailed })
 }

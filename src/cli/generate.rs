@@ -24,7 +24,7 @@ pub(crate) struct GenerateArgs {
     #[arg(long)]
     raw: bool,
     /// Most tokens to generate.
-    #[arg(short = 'n', long, value_name = "N", default_value_t = 512)]
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 512, value_parser = super::options::count)]
     max_tokens: usize,
     /// Keep generating after the model ends its answer (for benchmarks).
     #[arg(long)]
@@ -80,6 +80,14 @@ pub(crate) fn run(args: GenerateArgs, global: &GlobalOptions) -> Result<Outcome>
         writeln!(out)?;
     }
     out.flush()?;
+    if stats.stop == crate::generate::StopReason::ContextFull && !global.quiet {
+        eprintln!(
+            "stopped after {} tokens: the context of {} tokens is full (the prompt took {}); raise --ctx for longer answers",
+            stats.generated_tokens,
+            ctx.n_ctx_per_sequence(),
+            stats.prompt_tokens
+        );
+    }
     if global.verbose {
         eprintln!(
             "prompt processing: {} tokens in {:.0} ms, {:.1} tokens/s",

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use clap::Args;
 
+use super::escape::terminal_safe;
 use super::{GlobalOptions, Outcome};
 use crate::gguf::{GgufFile, ModelSummary};
 
@@ -40,30 +41,36 @@ pub(crate) fn run(args: InfoArgs, _global: &GlobalOptions) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// The table for people; every line is escaped, since names and types come from the file.
 fn print_table(out: &mut impl Write, s: &ModelSummary) -> std::io::Result<()> {
-    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-    writeln!(out, "file            {} ({})", s.path.display(), human_bytes(s.file_bytes))?;
-    writeln!(out, "gguf version    {}", s.gguf_version)?;
-    if let Some(kind) = &s.kind {
-        writeln!(out, "kind            {kind}")?;
+    macro_rules! safe_line {
+        ($($arg:tt)*) => {
+            writeln!(out, "{}", terminal_safe(&format!($($arg)*)))
+        };
     }
-    writeln!(out, "architecture    {}", or_dash(s.architecture.clone()))?;
-    writeln!(out, "name            {}", or_dash(s.name.clone()))?;
-    writeln!(out, "parameters      {} ({})", human_count(s.parameters), s.parameters)?;
-    writeln!(out, "context length  {}", or_dash(s.context_length.map(|v| v.to_string())))?;
-    writeln!(out, "vocabulary      {}", or_dash(s.vocab_size.map(|v| format!("{v} tokens"))))?;
-    writeln!(out, "chat template   {}", if s.chat_template { "yes" } else { "no" })?;
-    writeln!(out, "file type       {}", or_dash(s.file_type.clone()))?;
-    writeln!(out, "tensors         {} ({})", s.tensor_count, human_bytes(s.tensor_bytes))?;
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    safe_line!("file            {} ({})", s.path.display(), human_bytes(s.file_bytes))?;
+    safe_line!("gguf version    {}", s.gguf_version)?;
+    if let Some(kind) = &s.kind {
+        safe_line!("kind            {kind}")?;
+    }
+    safe_line!("architecture    {}", or_dash(s.architecture.clone()))?;
+    safe_line!("name            {}", or_dash(s.name.clone()))?;
+    safe_line!("parameters      {} ({})", human_count(s.parameters), s.parameters)?;
+    safe_line!("context length  {}", or_dash(s.context_length.map(|v| v.to_string())))?;
+    safe_line!("vocabulary      {}", or_dash(s.vocab_size.map(|v| format!("{v} tokens"))))?;
+    safe_line!("chat template   {}", if s.chat_template { "yes" } else { "no" })?;
+    safe_line!("file type       {}", or_dash(s.file_type.clone()))?;
+    safe_line!("tensors         {} ({})", s.tensor_count, human_bytes(s.tensor_bytes))?;
     for (ty, usage) in &s.tensor_types {
-        writeln!(out, "  {ty:<8} {:>5} tensors  {:>10}", usage.tensors, human_bytes(usage.bytes))?;
+        safe_line!("  {ty:<8} {:>5} tensors  {:>10}", usage.tensors, human_bytes(usage.bytes))?;
     }
     if let Some(tensors) = &s.tensors {
-        writeln!(out)?;
-        writeln!(out, "{:<40} {:<8} {:<22} {:>12}", "tensor", "type", "dims", "bytes")?;
+        safe_line!("")?;
+        safe_line!("{:<40} {:<8} {:<22} {:>12}", "tensor", "type", "dims", "bytes")?;
         for t in tensors {
             let dims = t.dims.iter().map(u64::to_string).collect::<Vec<_>>().join(" x ");
-            writeln!(out, "{:<40} {:<8} {:<22} {:>12}", t.name, t.ggml_type, dims, t.bytes)?;
+            safe_line!("{:<40} {:<8} {:<22} {:>12}", t.name, t.ggml_type, dims, t.bytes)?;
         }
     }
     Ok(())

@@ -60,7 +60,7 @@ pub(crate) struct MergeArgs {
     #[arg(long = "type", value_name = "GGML_TYPE", value_parser = parse_ggml_type)]
     merged_type: Option<GgmlType>,
     /// Threads (default: all cores).
-    #[arg(short = 't', long, value_name = "N")]
+    #[arg(short = 't', long, value_name = "N", value_parser = super::options::count)]
     threads: Option<usize>,
     /// Print the report as one JSON object on stdout.
     #[arg(long)]
@@ -75,6 +75,12 @@ pub(crate) fn run(args: LoraArgs, global: &GlobalOptions) -> Result<Outcome> {
 }
 
 fn convert(args: ConvertArgs, global: &GlobalOptions) -> Result<Outcome> {
+    // Every file in the PEFT folder may be read; a new file beside them is fine.
+    let peft_files: Vec<PathBuf> = std::fs::read_dir(&args.peft)
+        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    let inputs = std::iter::once(args.base.as_path()).chain(peft_files.iter().map(PathBuf::as_path));
+    crate::atomic_file::refuse_output_among_inputs(&args.output, inputs)?;
     let settings =
         ConvertSettings { peft_dir: args.peft.clone(), base: args.base.clone(), output: args.output.clone() };
     let report =
@@ -99,6 +105,8 @@ fn convert(args: ConvertArgs, global: &GlobalOptions) -> Result<Outcome> {
 }
 
 fn merge(args: MergeArgs, global: &GlobalOptions) -> Result<Outcome> {
+    let inputs = std::iter::once(args.base.as_path()).chain(args.adapters.iter().map(|a| a.path.as_path()));
+    crate::atomic_file::refuse_output_among_inputs(&args.output, inputs)?;
     let settings = MergeSettings {
         base: args.base.clone(),
         adapters: args

@@ -1,9 +1,11 @@
 //! The command line: clap arguments become plain settings, handed to the library.
-//! Exit codes: 0 ok, 1 some input failed (the rest was processed), 2 usage or internal error.
+//! Exit codes: 0 ok, 1 some input failed (the rest was processed), 2 usage or internal error,
+//! 130 interrupted by a signal (Ctrl-C, SIGTERM).
 
 mod deid;
 pub mod dev;
 mod diff;
+mod escape;
 mod eval;
 mod extract;
 mod finetune;
@@ -31,6 +33,8 @@ pub enum Outcome {
     Success,
     /// Some inputs failed and were reported; the rest were processed.
     SomeInputsFailed,
+    /// A signal stopped the run; what finished was kept and reported.
+    Interrupted,
 }
 
 /// The command line of `medllm`.
@@ -112,6 +116,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::SomeInputsFailed) => ExitCode::from(1),
+        Ok(Outcome::Interrupted) => ExitCode::from(crate::interrupt::INTERRUPTED_EXIT_CODE),
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");

@@ -165,9 +165,10 @@ pub struct BuildReport {
 pub(crate) fn run(args: OllamaArgs, global: &GlobalOptions) -> Result<Outcome> {
     match args.command {
         OllamaCommand::Package(args) => {
+            let modelfile_path = args.output.join("Modelfile");
+            crate::atomic_file::refuse_output_among_inputs(&modelfile_path, args.recipe.files())?;
             let store = Store::at(&args.output);
             let (built, json) = build_from_options(&args.recipe, &store)?;
-            let modelfile_path = args.output.join("Modelfile");
             crate::atomic_file::write_atomically(&modelfile_path, |f| {
                 f.write_all(built.modelfile.print().as_bytes())
             })
@@ -201,6 +202,20 @@ pub(crate) fn run(args: OllamaArgs, global: &GlobalOptions) -> Result<Outcome> {
         OllamaCommand::Pull(args) => pull(args, global)?,
     }
     Ok(Outcome::Success)
+}
+
+impl RecipeOptions {
+    /// The files the recipe reads: the model, adapters, licences, and the system prompt and
+    /// template when they come from files.
+    fn files(&self) -> impl Iterator<Item = &Path> {
+        let system = self.system.as_deref().and_then(|s| s.strip_prefix('@')).map(Path::new);
+        let template = Some(Path::new(&self.template)).filter(|_| self.template != "auto");
+        std::iter::once(self.model.as_path())
+            .chain(self.adapter.iter().map(PathBuf::as_path))
+            .chain(self.license.iter().map(PathBuf::as_path))
+            .chain(system)
+            .chain(template)
+    }
 }
 
 fn store_dir(given: Option<PathBuf>) -> Result<PathBuf> {

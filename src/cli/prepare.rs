@@ -3,13 +3,14 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use clap::Args;
 
 use super::{GlobalOptions, Outcome};
+use crate::atomic_file::InputFiles;
 use crate::data::InputOptions;
 use crate::data::deid::{DeidMode, DeidOptions};
-use crate::data::prepare::{Message, PrepareOptions, TokenCounter, prepare};
+use crate::data::prepare::{Message, PrepareOptions, SPLITS, TokenCounter, prepare};
 use crate::llama::{ChatMessage, Model, ModelParams, apply_chat_template};
 
 #[derive(Debug, Args)]
@@ -43,7 +44,7 @@ pub(crate) struct PrepareArgs {
     #[arg(long, value_name = "CHARS", default_value_t = 40)]
     min_chars: usize,
     /// Near-duplicate threshold: estimated Jaccard similarity of word 5-grams (0-1).
-    #[arg(long, value_name = "X", default_value_t = 0.9)]
+    #[arg(long, value_name = "X", default_value_t = 0.9, value_parser = super::options::unit_f64)]
     near_duplicate: f64,
     /// Count tokens with this model's tokenizer and chat template (data card).
     #[arg(short = 'm', long, value_name = "FILE")]
@@ -91,8 +92,13 @@ impl TokenCounter for ModelTokens {
 }
 
 pub(crate) fn run(args: PrepareArgs, global: &GlobalOptions) -> Result<Outcome> {
-    if !(0.0..=1.0).contains(&args.near_duplicate) {
-        bail!("--near-duplicate must be between 0 and 1");
+    let inputs = InputFiles::new(args.inputs.iter().map(PathBuf::as_path).chain(args.model.as_deref()));
+    let written = SPLITS
+        .iter()
+        .map(|s| format!("{s}.jsonl"))
+        .chain(["rejected.jsonl", "data_card.json", "data_card.md"].map(String::from));
+    for name in written {
+        inputs.check(&args.out.join(name))?;
     }
     let deid = if args.unsafe_keep_phi {
         eprintln!(

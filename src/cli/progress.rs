@@ -32,8 +32,9 @@ impl TensorProgress {
         if let Some(bar) = &self.bar {
             bar.set_length(total as u64);
             bar.set_position(index as u64);
-            bar.set_message(name.to_string());
+            bar.set_message(super::escape::terminal_safe(name).into_owned());
         } else if self.lines {
+            let name = super::escape::terminal_safe(name);
             eprintln!("[{index:>4}/{total}] {name:<40} {detail}");
         }
     }

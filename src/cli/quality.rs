@@ -21,13 +21,13 @@ pub(crate) struct QualityArgs {
     #[arg(long, value_name = "FILE")]
     text: PathBuf,
     /// Tokens per chunk; the second half of each chunk is scored.
-    #[arg(short = 'c', long = "ctx", value_name = "TOKENS", default_value_t = 512)]
+    #[arg(short = 'c', long = "ctx", value_name = "TOKENS", default_value_t = 512, value_parser = crate::quant::parse_chunk_ctx)]
     ctx: usize,
     /// Score at most this many chunks (default: the whole text).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = super::options::count)]
     chunks: Option<usize>,
     /// CPU threads (default: all cores).
-    #[arg(short = 't', long, value_name = "N")]
+    #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
     /// Print one JSON object instead of a table.
     #[arg(long)]

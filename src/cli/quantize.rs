@@ -40,7 +40,7 @@ pub(crate) struct QuantizeArgs {
     #[arg(long)]
     dry_run: bool,
     /// Threads (default: all cores).
-    #[arg(short = 't', long, value_name = "N")]
+    #[arg(short = 't', long, value_name = "N", value_parser = super::options::count)]
     threads: Option<usize>,
     /// Print the report as one JSON object on stdout.
     #[arg(long)]
@@ -54,6 +54,10 @@ pub(crate) fn parse_ggml_type(name: &str) -> Result<GgmlType, String> {
 }
 
 pub(crate) fn run(args: QuantizeArgs, global: &GlobalOptions) -> Result<Outcome> {
+    if let Some(output) = &args.output {
+        let inputs = std::iter::once(args.input.as_path()).chain(args.imatrix.as_deref());
+        crate::atomic_file::refuse_output_among_inputs(output, inputs)?;
+    }
     let settings = QuantizeSettings {
         input: args.input.clone(),
         output: args.output.clone(),
@@ -101,7 +105,11 @@ fn print_plan(out: &mut impl Write, report: &QuantizeReport) -> std::io::Result<
         writeln!(
             out,
             "{:<40} {:>8} {:>8} {:>12} {:>12}",
-            t.name, t.from, t.to, t.bytes_before, t.bytes_after
+            super::escape::terminal_safe(&t.name),
+            t.from,
+            t.to,
+            t.bytes_before,
+            t.bytes_after
         )?;
     }
     writeln!(

@@ -4,11 +4,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use clap::Args;
 
 use super::options::ModelOptions;
 use super::{GlobalOptions, Outcome};
+use crate::atomic_file::InputFiles;
 use crate::extract::SchemaLimits;
 use crate::serve::{API_KEY_ENV, ServeOptions, Server, check_bind, default_model_name};
 
@@ -80,6 +81,17 @@ pub(crate) struct ServeArgs {
 pub(crate) fn run(args: ServeArgs, global: &GlobalOptions) -> Result<Outcome> {
     // Refused before the model loads.
     check_bind(&args.listen, &args.api_key)?;
+    // The audit log is appended to, and a missing audit key is created: neither may be the
+    // model, an adapter or each other.
+    let model_files = InputFiles::new(args.model.files());
+    for output in [&args.audit_log, &args.audit_key_file].into_iter().flatten() {
+        model_files.check(output)?;
+    }
+    if let (Some(log), Some(key)) = (&args.audit_log, &args.audit_key_file)
+        && crate::atomic_file::same_path(log, key)
+    {
+        bail!("--audit-log and --audit-key-file name the same file {}; give each its own", log.display());
+    }
     let context = args.model.context_params(1);
     let options = ServeOptions {
         name: args.name.clone().unwrap_or_else(|| default_model_name(&args.model.model)),

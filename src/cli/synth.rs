@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use clap::Args;
 
 use super::{GlobalOptions, Outcome};
@@ -16,21 +16,18 @@ pub(crate) struct SynthArgs {
     #[arg(short, long, value_name = "DIR")]
     out: PathBuf,
     /// Number of documents.
-    #[arg(short = 'n', long = "n", value_name = "N", default_value_t = 100)]
+    #[arg(short = 'n', long = "n", value_name = "N", default_value_t = 100, value_parser = super::options::count)]
     count: usize,
     /// Seed: the same seed gives the same corpus.
     #[arg(long, value_name = "N", default_value_t = 0)]
     seed: u64,
     /// Share of documents that are near-copies of the one before (0-1), as real
     /// exports have.
-    #[arg(long, value_name = "X", default_value_t = 0.02)]
+    #[arg(long, value_name = "X", default_value_t = 0.02, value_parser = super::options::unit_f64)]
     duplicate_rate: f64,
 }
 
 pub(crate) fn run(args: SynthArgs, global: &GlobalOptions) -> Result<Outcome> {
-    if !(0.0..=1.0).contains(&args.duplicate_rate) {
-        bail!("--duplicate-rate must be between 0 and 1");
-    }
     let bar = (!global.quiet && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(args.count as u64);
         bar.set_style(

@@ -97,6 +97,8 @@ pub struct Lexicon {
     pub detector_given_names: Vec<&'static str>,
     /// More surnames only the de-identifier uses.
     pub detector_surnames: Vec<&'static str>,
+    /// Towns and cities of many countries for the detector only (synth never writes them).
+    pub detector_places: Vec<&'static str>,
     /// Everyday English words, lower case.
     pub common_words: Vec<&'static str>,
     /// Medical words and phrases (anatomy, diseases, drugs generic and brand, tests,
@@ -178,6 +180,7 @@ impl Lexicon {
             surnames: rows(list!("surnames.txt"), 2).map(|f| f[0]).collect(),
             detector_given_names: rows(list!("detector_given_names.txt"), 1).map(|f| f[0]).collect(),
             detector_surnames: rows(list!("detector_surnames.txt"), 1).map(|f| f[0]).collect(),
+            detector_places: rows(list!("detector_places.txt"), 1).map(|f| f[0]).collect(),
             common_words: rows(list!("common_words.txt"), 1).map(|f| f[0]).collect(),
             medical_words: rows(list!("medical_words.txt"), 1).map(|f| f[0]).collect(),
             heldout_given_names: given(list!("heldout_given_names.txt")),
@@ -237,10 +240,11 @@ impl Lexicon {
 /// Lines of a list that do not have the expected number of fields (for the tests).
 #[cfg(test)]
 fn malformed_lines() -> Vec<String> {
-    let files: [(&str, &str, usize); 19] = [
+    let files: [(&str, &str, usize); 20] = [
         ("given_names", list!("given_names.txt"), 3),
         ("detector_given_names", list!("detector_given_names.txt"), 1),
         ("detector_surnames", list!("detector_surnames.txt"), 1),
+        ("detector_places", list!("detector_places.txt"), 1),
         ("common_words", list!("common_words.txt"), 1),
         ("medical_words", list!("medical_words.txt"), 1),
         ("surnames", list!("surnames.txt"), 2),
@@ -278,6 +282,7 @@ mod tests {
     fn every_list_line_has_its_fields_and_every_list_is_filled() {
         assert_eq!(malformed_lines(), Vec::<String>::new());
         let l = lexicon();
+        assert!(l.detector_places.len() > 1000, "{}", l.detector_places.len());
         assert!(l.given_names.len() > 400 && l.surnames.len() > 400);
         assert!(l.heldout_given_names.len() > 100 && l.heldout_surnames.len() > 100);
         assert!(l.detector_given_names.len() > 1000 && l.detector_surnames.len() > 1000);

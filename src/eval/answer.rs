@@ -263,7 +263,7 @@ fn by_choice(
     per_seq: usize,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<McqAnswer>, EvalError> {
-    let factory = ConstraintFactory::new(model).map_err(|e| EvalError::Engine(e.to_string()))?;
+    let factory = ConstraintFactory::new(model).map_err(|e| EvalError::Engine(crate::with_causes(&e)))?;
     let parallel = ctx.n_seq_max() as usize;
     let n_batch = ctx.n_batch() as usize;
     let eos = factory.eos();
@@ -280,8 +280,9 @@ fn by_choice(
                 // Keep the end: the options and the assistant's opening matter most.
                 tokens.drain(..tokens.len() - max_prompt);
             }
-            let matcher =
-                factory.lark_matcher(&letters_grammar(q)).map_err(|e| EvalError::Engine(e.to_string()))?;
+            let matcher = factory
+                .lark_matcher(&letters_grammar(q))
+                .map_err(|e| EvalError::Engine(crate::with_causes(&e)))?;
             states.push((tokens, matcher, Vec::<u8>::new(), 0i32, None::<usize>, false, f64::NAN));
         }
         // Decode prompts, then letters, until every question of the group has its letter.
@@ -309,7 +310,7 @@ fn by_choice(
             for (seq, state) in states.iter_mut().enumerate() {
                 let Some(row) = state.4.take() else { continue };
                 let logits = ctx.logits(row).ok_or_else(|| EvalError::Engine("no logits".into()))?;
-                let mask = state.1.allowed().map_err(|e| EvalError::Engine(e.to_string()))?;
+                let mask = state.1.allowed().map_err(|e| EvalError::Engine(crate::with_causes(&e)))?;
                 let mut best: Option<(usize, f32)> = None;
                 mask.iter_set_entries(|i| {
                     if i != eos.0 as usize
@@ -327,7 +328,7 @@ fn by_choice(
                     state.6 = log_probability(logits, token);
                 }
                 let token = Token(token as i32);
-                state.1.accept(token).map_err(|e| EvalError::Engine(e.to_string()))?;
+                state.1.accept(token).map_err(|e| EvalError::Engine(crate::with_causes(&e)))?;
                 state.2.extend(model.token_piece(token, false));
                 let complete = state.1.is_stopped()
                     || state

@@ -353,8 +353,8 @@ pub fn run_report(
     Ok(Report { base: settings.base.clone(), tuned: settings.tuned.clone(), suite: suite.clone(), tasks })
 }
 
-fn engine(e: impl std::fmt::Display) -> EvalError {
-    EvalError::Engine(e.to_string())
+fn engine(e: impl std::error::Error) -> EvalError {
+    EvalError::Engine(crate::with_causes(&e))
 }
 
 fn run_task(

@@ -229,7 +229,7 @@ pub fn generate_summaries(
                 Ok(true)
             },
         )
-        .map_err(|e| EvalError::Engine(e.to_string()))?;
+        .map_err(|e| EvalError::Engine(crate::with_causes(&e)))?;
         out.insert(doc.id.clone(), summary.trim().to_string());
         progress(k + 1);
     }

@@ -90,6 +90,9 @@ pub struct RunSummary {
     pub choose_seconds: f64,
     /// Seconds from start to end.
     pub seconds: f64,
+    /// A signal stopped the run (see [`crate::interrupt`]): the documents in progress
+    /// and those not yet started have no record.
+    pub interrupted: bool,
 }
 
 /// Extraction over one model.
@@ -239,7 +242,8 @@ impl<'m> Extractor<'m> {
     }
 
     /// Runs every input through the model, handing each record to `sink` as soon as it is
-    /// done (so the order follows completion, not input).
+    /// done (so the order follows completion, not input). A stop request (Ctrl-C, see
+    /// [`crate::interrupt`]) ends the run before the next batch.
     pub fn run<E>(
         &mut self,
         inputs: impl Iterator<Item = InputItem>,
@@ -254,6 +258,11 @@ impl<'m> Extractor<'m> {
         let mut rng = SplitMix::new(self.options.seed);
         let mut exhausted = false;
         loop {
+            // Between batches, a stop request ends the run; what finished was emitted.
+            if crate::interrupt::stop_requested() {
+                summary.interrupted = true;
+                break;
+            }
             // Start documents in free slots.
             for (seq, free) in slots.iter_mut().enumerate() {
                 while free.is_none() && !exhausted {
@@ -309,7 +318,7 @@ impl<'m> Extractor<'m> {
                 let Some(index) = slot.logits_at.take() else { continue };
                 let choosing = Instant::now();
                 if let Err(e) = self.step(slot, index, &mut rng) {
-                    slot.finished = Some(Err(e.to_string()));
+                    slot.finished = Some(Err(crate::with_causes(&e)));
                 }
                 summary.choose_seconds += choosing.elapsed().as_secs_f64();
                 if slot.finished.is_some() {
@@ -343,7 +352,7 @@ impl<'m> Extractor<'m> {
     /// Places a document in sequence `seq`: the shared prefix is copied, the document's
     /// tokens queued.
     fn start(&mut self, seq: i32, doc: Document) -> Result<Slot<'m>, (String, String)> {
-        let fail = |e: ExtractError| (doc.id.clone(), e.to_string());
+        let fail = |e: ExtractError| (doc.id.clone(), crate::with_causes(&e));
         let mut tokens = self.template.document_tokens(self.model, &doc.text).map_err(fail)?;
         let mut warnings = Vec::new();
         let prefix = self.template.prefix.len();

@@ -166,7 +166,7 @@ impl TensorInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -227,7 +227,7 @@ pub enum GgufError {
         reason: String,
     },
     /// Writing failed.
-    #[error("cannot write GGUF: {source}")]
+    #[error("cannot write GGUF")]
     Write {
         /// The cause.
         source: std::io::Error,

@@ -183,7 +183,7 @@ pub fn write_tiny_model(path: &Path, spec: &TinyModelSpec) -> Result<(), GgufErr
             }
             out.write_all(&bytes)
         })
-        .map_err(|e| io::Error::other(e.to_string()))
+        .map_err(io::Error::other)
     })
     .map_err(|source| GgufError::Write { source })
 }

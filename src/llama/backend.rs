@@ -17,6 +17,16 @@ pub fn init_backend() {
     });
 }
 
+/// Ends the process at once with `code`, running no exit handlers. An interrupted run ends
+/// this way from the signal-watching thread while another thread may still be inside
+/// llama.cpp: `std::process::exit` would run llama.cpp's static destructors (the backend
+/// registry, the tensor-name tables) under that thread's feet, and it could crash instead.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` has no preconditions; it ends the process without touching any
+    // state of this program, so no invariant of Rust or of llama.cpp can be broken by it.
+    unsafe { libc::_exit(code) }
+}
+
 /// llama.cpp's description of the CPU features it was built with and found.
 pub fn system_info() -> String {
     init_backend();

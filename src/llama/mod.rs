@@ -22,7 +22,7 @@ mod tests;
 use std::path::PathBuf;
 
 pub use adapter::LoraAdapter;
-pub use backend::{init_backend, system_info};
+pub use backend::{exit_now, init_backend, system_info};
 pub use batch::Batch;
 pub use chat::{ChatMessage, apply_chat_template};
 pub use context::{Context, ContextParams, PerfCounters, default_threads};

@@ -54,7 +54,9 @@ struct AdaptedWeight {
 pub fn convert_peft(settings: &ConvertSettings) -> Result<ConvertReport, LoraError> {
     let base = GgufFile::open(&settings.base)?;
     base.check_loadable(LoadScope::Everything)?;
-    if crate::atomic_file::same_path(&settings.base, &settings.output) {
+    let peft_files = [super::CONFIG_FILE, super::WEIGHTS_FILE].map(|name| settings.peft_dir.join(name));
+    let inputs = std::iter::once(settings.base.as_path()).chain(peft_files.iter().map(PathBuf::as_path));
+    if crate::atomic_file::refuse_output_among_inputs(&settings.output, inputs).is_err() {
         return Err(LoraError::OutputIsInput { path: settings.output.clone() });
     }
     let architecture = base.architecture().unwrap_or("unknown").to_string();

@@ -90,7 +90,7 @@ pub enum LoraError {
         path: PathBuf,
     },
     /// Reading a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -98,7 +98,7 @@ pub enum LoraError {
         source: std::io::Error,
     },
     /// Writing the output failed (full disk, no permission).
-    #[error("cannot write the output: {0}")]
+    #[error("cannot write the output")]
     Write(#[from] std::io::Error),
 }
 

@@ -32,6 +32,10 @@ impl Message {
     }
 }
 
+/// Most instructions a Modelfile may hold. Ollama's own have a handful and a long few-shot
+/// conversation a few hundred; far more is a mistake or an attack, refused with a message.
+pub const MAX_INSTRUCTIONS: usize = 10_000;
+
 /// A parsed Modelfile.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Modelfile {
@@ -52,17 +56,25 @@ pub struct Modelfile {
 }
 
 impl Modelfile {
-    /// Parses Modelfile text.
+    /// Parses Modelfile text, in time linear in its length.
     pub fn parse(text: &str) -> Result<Modelfile, OllamaError> {
-        let mut parser = Parser { text, pos: 0 };
+        let mut parser = Parser { text, pos: 0, line: 1, counted_to: 0 };
         let mut modelfile = Modelfile::default();
         let mut from = None;
+        let mut instructions = 0usize;
         loop {
             parser.skip_blank_and_comments();
             if parser.at_end() {
                 break;
             }
             let line = parser.line();
+            instructions += 1;
+            if instructions > MAX_INSTRUCTIONS {
+                return Err(parser.error(
+                    line,
+                    &format!("more than {MAX_INSTRUCTIONS} instructions; a Modelfile this long is refused"),
+                ));
+            }
             let instruction = parser.word();
             if instruction.is_empty() {
                 return Err(parser.error(line, "expected an instruction (FROM, PARAMETER, TEMPLATE, …)"));
@@ -141,6 +153,9 @@ fn block(value: &str) -> String {
 struct Parser<'a> {
     text: &'a str,
     pos: usize,
+    /// The line of `counted_to`: lines are counted once, as the position moves on.
+    line: usize,
+    counted_to: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -152,9 +167,11 @@ impl<'a> Parser<'a> {
         &self.text[self.pos..]
     }
 
-    /// 1-based line of the current position.
-    fn line(&self) -> usize {
-        self.text[..self.pos].matches('\n').count() + 1
+    /// 1-based line of the current position (which only moves forward).
+    fn line(&mut self) -> usize {
+        self.line += self.text.as_bytes()[self.counted_to..self.pos].iter().filter(|&&b| b == b'\n').count();
+        self.counted_to = self.pos;
+        self.line
     }
 
     fn error(&self, line: usize, reason: &str) -> OllamaError {
@@ -275,6 +292,28 @@ MESSAGE assistant """Twice a day."""
         assert!(printed.contains("\nPARAMETER stop <|im_end|>\n"));
         assert!(printed.contains("\nMESSAGE user \"\"\"What does BID mean?\"\"\"\n"));
         assert_eq!(Modelfile::parse(&printed).unwrap(), modelfile);
+    }
+
+    #[test]
+    fn a_huge_modelfile_is_refused_at_the_limit_and_one_below_it_parses() {
+        // Quadratic line counting made 200k lines run for minutes; now both finish at once.
+        let lines = |n: usize| {
+            let mut text = String::from("FROM a.gguf\n");
+            for i in 0..n {
+                text.push_str(&format!("PARAMETER stop s{i}\n"));
+            }
+            text
+        };
+        match Modelfile::parse(&lines(200_000)) {
+            Err(OllamaError::BadModelfile { line, reason }) => {
+                assert_eq!(line, MAX_INSTRUCTIONS + 1, "the first instruction past the limit");
+                assert!(reason.contains("more than 10000 instructions"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let parsed = Modelfile::parse(&lines(MAX_INSTRUCTIONS - 1)).unwrap();
+        assert_eq!(parsed.parameters.len(), MAX_INSTRUCTIONS - 1);
+        assert_eq!(parsed.parameters.last().unwrap().1, format!("s{}", MAX_INSTRUCTIONS - 2));
     }
 
     #[test]

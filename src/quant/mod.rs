@@ -12,7 +12,9 @@ use std::path::PathBuf;
 
 pub use imatrix::read_importance_matrix;
 pub(crate) use quality::{ChunkPlan, score_chunks, token_nll};
-pub use quality::{QualityReport, QualitySettings, TokenStats, compare_quality};
+pub use quality::{
+    MIN_CHUNK_TOKENS, QualityReport, QualitySettings, TokenStats, compare_quality, parse_chunk_ctx,
+};
 pub use quantize::{QuantizeReport, QuantizeSettings, TensorRetype, parse_file_type, quantize};
 
 /// What went wrong quantizing or comparing models.
@@ -41,6 +43,16 @@ pub enum QuantError {
     /// Two models that cannot be compared token by token.
     #[error("{0}")]
     Incomparable(String),
+    /// The context asked for cannot hold a scorable chunk.
+    #[error(
+        "the context of {ctx} tokens is too small to score: a chunk needs at least {minimum} tokens (its second half is scored); use --ctx {minimum} or more, 512 is usual"
+    )]
+    ContextTooSmall {
+        /// Tokens asked for.
+        ctx: usize,
+        /// The smallest that works.
+        minimum: usize,
+    },
     /// A model's predictions are not numbers: no figure computed from them would mean anything.
     #[error(
         "{model} predicts logits that are not finite numbers (NaN or infinity) at token {position} of the text: its weights are damaged (merged with a NaN adapter?)"
@@ -52,7 +64,7 @@ pub enum QuantError {
         position: usize,
     },
     /// The text to score is too short.
-    #[error("the text has {tokens} tokens; at least {needed} are needed (give more text or a smaller --ctx)")]
+    #[error("the text has {tokens} tokens; at least {needed} are needed (give more text)")]
     TextTooShort {
         /// Tokens in the text.
         tokens: usize,
@@ -63,10 +75,10 @@ pub enum QuantError {
     #[error("an output path is needed unless this is a dry run")]
     NoOutput,
     /// Writing the output failed (full disk, no permission).
-    #[error("cannot write the output: {0}")]
+    #[error("cannot write the output")]
     Write(#[from] std::io::Error),
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,

@@ -94,6 +94,19 @@ pub fn compare_quality(settings: &QualitySettings, text: &str) -> Result<Quality
     Ok(totals.report(settings, ctx, n_chunks))
 }
 
+/// The smallest chunk that can be scored: the second half of each chunk is scored, and
+/// each scored token predicts the next.
+pub const MIN_CHUNK_TOKENS: usize = 4;
+
+/// `--ctx` of a perplexity run: at least [`MIN_CHUNK_TOKENS`] (a clap value parser).
+pub fn parse_chunk_ctx(text: &str) -> Result<usize, String> {
+    let ctx: usize = text.trim().parse().map_err(|_| format!("`{text}` is not a number of tokens"))?;
+    if ctx < MIN_CHUNK_TOKENS {
+        return Err(QuantError::ContextTooSmall { ctx, minimum: MIN_CHUNK_TOKENS }.to_string());
+    }
+    Ok(ctx)
+}
+
 /// How a text of some tokens is cut into scored chunks, the llama-perplexity way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ChunkPlan {
@@ -110,9 +123,12 @@ impl ChunkPlan {
         ctx: usize,
         max_chunks: Option<usize>,
     ) -> Result<ChunkPlan, QuantError> {
+        if ctx < MIN_CHUNK_TOKENS {
+            return Err(QuantError::ContextTooSmall { ctx, minimum: MIN_CHUNK_TOKENS });
+        }
         let ctx = ctx.min(n_tokens);
-        if ctx < 4 {
-            return Err(QuantError::TextTooShort { tokens: n_tokens, needed: 4 });
+        if ctx < MIN_CHUNK_TOKENS {
+            return Err(QuantError::TextTooShort { tokens: n_tokens, needed: MIN_CHUNK_TOKENS });
         }
         let chunks = (n_tokens / ctx).min(max_chunks.unwrap_or(usize::MAX)).max(1);
         Ok(ChunkPlan { ctx, chunks })

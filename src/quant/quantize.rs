@@ -99,7 +99,13 @@ pub fn quantize(
     let started = Instant::now();
     let input = GgufFile::open(&settings.input)?;
     let output = match (&settings.output, settings.dry_run) {
-        (Some(output), _) if crate::atomic_file::same_path(&settings.input, output) => {
+        (Some(output), _)
+            if crate::atomic_file::refuse_output_among_inputs(
+                output,
+                std::iter::once(settings.input.as_path()).chain(settings.imatrix.as_deref()),
+            )
+            .is_err() =>
+        {
             return Err(QuantError::OutputIsInput { path: output.clone() });
         }
         (Some(output), false) => Some(output.clone()),
@@ -143,26 +149,28 @@ pub fn quantize(
             (tensors, None)
         }
         Some(path) => {
-            crate::atomic_file::write_through_temp_path(path, |temp| {
-                quantize_model(&settings.input, temp, &params, listener).map_err(QuantError::from)
+            let (tensors, size) = crate::atomic_file::write_through_temp_path(path, |temp| {
+                quantize_model(&settings.input, temp, &params, listener)?;
+                // Read back from the temporary file: an output such as a FIFO cannot be.
+                let written = GgufFile::open(temp)?;
+                let tensors: Vec<TensorRetype> = written
+                    .tensors
+                    .iter()
+                    .map(|t| {
+                        let before = input.tensor(&t.name);
+                        TensorRetype {
+                            name: t.name.clone(),
+                            dims: t.dims.clone(),
+                            from: before.map_or_else(|| "-".into(), |b| b.ggml_type.name()),
+                            to: t.ggml_type.name(),
+                            bytes_before: before.map_or(0, |b| b.n_bytes),
+                            bytes_after: t.n_bytes,
+                        }
+                    })
+                    .collect();
+                Ok::<_, QuantError>((tensors, written.file_size))
             })?;
-            let written = GgufFile::open(path)?;
-            let tensors = written
-                .tensors
-                .iter()
-                .map(|t| {
-                    let before = input.tensor(&t.name);
-                    TensorRetype {
-                        name: t.name.clone(),
-                        dims: t.dims.clone(),
-                        from: before.map_or_else(|| "-".into(), |b| b.ggml_type.name()),
-                        to: t.ggml_type.name(),
-                        bytes_before: before.map_or(0, |b| b.n_bytes),
-                        bytes_after: t.n_bytes,
-                    }
-                })
-                .collect();
-            (tensors, Some(written.file_size))
+            (tensors, Some(size))
         }
     };
     Ok(QuantizeReport {

@@ -21,6 +21,7 @@ pub use schedule::{LearningRateSchedule, Schedule};
 
 use crate::atomic_file::{write_atomically, write_through_temp_path};
 use crate::data::rng::SeededRng;
+use crate::gguf::{GgmlType, GgufFile};
 use crate::llama::{
     LlamaError, LoraAdapter, LoraInit, Model, ModelParams, Optimizer, OptimizerStep, Token, Trainable,
     Trainer, TrainerParams,
@@ -179,7 +180,7 @@ pub enum TrainError {
     #[error(transparent)]
     Llama(#[from] LlamaError),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -187,7 +188,7 @@ pub enum TrainError {
         source: std::io::Error,
     },
     /// An output could not be written.
-    #[error("cannot write the output: {0}")]
+    #[error("cannot write the output")]
     Write(#[from] std::io::Error),
     /// Nothing to train on.
     #[error("no usable training example in {path} ({detail})")]
@@ -200,6 +201,19 @@ pub enum TrainError {
     /// The settings do not fit together.
     #[error("{0}")]
     Settings(String),
+    /// The loss or the weights became NaN or infinite (a learning rate too high, broken
+    /// data or a broken model): nothing is written from those weights.
+    #[error(
+        "training went non-finite at step {step}: {what}; the run stopped without writing the output or a checkpoint from it. {kept}. Lower --lr or check the data and the model"
+    )]
+    NonFinite {
+        /// The step (0: before training).
+        step: u64,
+        /// What was found (`the training loss is NaN`, a tensor's name).
+        what: String,
+        /// Which checkpoint is the last good one, if any.
+        kept: String,
+    },
     /// Dequantising the base for full fine-tuning failed.
     #[error("cannot dequantise the base to F32: {0}")]
     Dequantize(String),
@@ -352,6 +366,13 @@ pub fn finetune(
         Ok(Some(sum / weight.max(1) as f64))
     };
     let val_loss_before = if resume_state.is_none() { validate(&mut trainer)? } else { None };
+    // The last checkpoint known good (finite loss, finite weights): the one resumed from,
+    // then each one written.
+    let mut last_good_checkpoint = settings.resume.clone().map(|dir| (step, dir));
+    if let Some(loss) = val_loss_before.filter(|l| !l.is_finite()) {
+        let what = format!("the validation loss before training is {loss}");
+        return Err(naming_last_good(TrainError::NonFinite { step: 0, what, kept: String::new() }, &None));
+    }
     if let Some(loss) = val_loss_before {
         observer.note(&format!("validation loss before training: {loss:.4}"));
     }
@@ -442,6 +463,18 @@ pub fn finetune(
             log_lines.push_str(&serde_json::to_string(&record).unwrap_or_default());
             log_lines.push('\n');
             history.push(record);
+            // The update that followed a non-finite loss spoilt the weights: keep the log
+            // (it shows where), write nothing from them, leave the last checkpoint alone.
+            let bad = [("training", Some(loss)), ("validation", val_loss)]
+                .into_iter()
+                .find_map(|(which, l)| l.filter(|l| !l.is_finite()).map(|l| (which, l)));
+            if let Some((which, value)) = bad {
+                write_atomically(&log_path, |w| std::io::Write::write_all(w, log_lines.as_bytes()))
+                    .map_err(io_error(&log_path))?;
+                let what = format!("the {which} loss is {value}");
+                let error = TrainError::NonFinite { step, what, kept: String::new() };
+                return Err(naming_last_good(error, &last_good_checkpoint));
+            }
             let out_of_time = settings.max_minutes.is_some_and(|m| elapsed >= m * 60.0);
             if stop.load(Ordering::Relaxed) || out_of_time {
                 interrupted = step < planned_steps;
@@ -453,7 +486,9 @@ pub fn finetune(
             {
                 write_atomically(&log_path, |w| std::io::Write::write_all(w, log_lines.as_bytes()))
                     .map_err(io_error(&log_path))?;
-                save_checkpoint(&trainer, adapter.as_ref(), &model, step)?;
+                save_checkpoint(&trainer, adapter.as_ref(), &model, step)
+                    .map_err(|e| naming_last_good(e, &last_good_checkpoint))?;
+                last_good_checkpoint = Some((step, checkpoint_dir.clone()));
             }
         }
     }
@@ -462,7 +497,8 @@ pub fn finetune(
         if !validated_last_step && let Some(loss) = validate(&mut trainer)? {
             val_loss_after = Some(loss);
         }
-        save_checkpoint(&trainer, adapter.as_ref(), &model, step)?;
+        save_checkpoint(&trainer, adapter.as_ref(), &model, step)
+            .map_err(|e| naming_last_good(e, &last_good_checkpoint))?;
         observer.note(&format!(
             "stopped at step {step} of {planned_steps}; continue with --resume {}",
             checkpoint_dir.display()
@@ -478,12 +514,20 @@ pub fn finetune(
     let output = match &adapter {
         Some(adapter) => {
             let path = settings.output.join("adapter.gguf");
-            write_through_temp_path(&path, |temp| adapter.save(temp).map_err(TrainError::from))?;
+            write_through_temp_path(&path, |temp| {
+                adapter.save(temp)?;
+                refuse_non_finite_weights(temp, step)
+            })
+            .map_err(|e| naming_last_good(e, &last_good_checkpoint))?;
             path
         }
         None => {
             let path = settings.output.join("model.gguf");
-            write_through_temp_path(&path, |temp| model.save(temp).map_err(TrainError::from))?;
+            write_through_temp_path(&path, |temp| {
+                model.save(temp)?;
+                refuse_non_finite_weights(temp, step)
+            })
+            .map_err(|e| naming_last_good(e, &last_good_checkpoint))?;
             path
         }
     };
@@ -525,7 +569,7 @@ fn loss_curve(history: &[LogRecord], path: &Path) -> Result<(), crate::eval::Eva
 }
 
 fn base_is_f32(path: &Path) -> Result<bool, TrainError> {
-    let header = crate::gguf::GgufFile::open(path).map_err(|e| TrainError::Settings(e.to_string()))?;
+    let header = crate::gguf::GgufFile::open(path).map_err(LlamaError::from)?;
     Ok(header
         .tensors
         .iter()
@@ -543,8 +587,7 @@ fn f32_base(
     if base_is_f32(&settings.model)? {
         return Ok(settings.model.clone());
     }
-    let header =
-        crate::gguf::GgufFile::open(&settings.model).map_err(|e| TrainError::Settings(e.to_string()))?;
+    let header = crate::gguf::GgufFile::open(&settings.model).map_err(LlamaError::from)?;
     let parameters = crate::gguf::ModelSummary::of(&header).parameters;
     // F32 weights, their gradients and AdamW's two moments: four copies, plus activations.
     let note = format!(
@@ -568,7 +611,7 @@ fn f32_base(
         dry_run: false,
         imatrix: None,
     };
-    crate::quant::quantize(&quantize, |_| {}).map_err(|e| TrainError::Dequantize(e.to_string()))?;
+    crate::quant::quantize(&quantize, |_| {}).map_err(|e| TrainError::Dequantize(crate::with_causes(&e)))?;
     Ok(path)
 }
 
@@ -607,8 +650,44 @@ fn read_checkpoint_state(dir: &Path, settings: &FinetuneSettings) -> Result<Chec
     Ok(state)
 }
 
+/// Fills in which checkpoint is the last good one in a [`TrainError::NonFinite`].
+fn naming_last_good(error: TrainError, last_good: &Option<(u64, PathBuf)>) -> TrainError {
+    match error {
+        TrainError::NonFinite { step, what, .. } => {
+            let kept = match last_good {
+                Some((at, dir)) => format!(
+                    "The last checkpoint with a finite loss and finite weights (step {at}) is left as it was in {} (continue from it with --resume {0} and a lower --lr)",
+                    dir.display()
+                ),
+                None => "No checkpoint was written before it".to_string(),
+            };
+            TrainError::NonFinite { step, what, kept }
+        }
+        other => other,
+    }
+}
+
+/// Refuses weights just saved to `path` (before they replace anything) when an F32 tensor
+/// holds NaN or infinity: the update after a huge gradient leaves such weights while the
+/// loss that caused it was still finite.
+fn refuse_non_finite_weights(path: &Path, step: u64) -> Result<(), TrainError> {
+    let file = GgufFile::open(path).map_err(LlamaError::from)?;
+    let data = file.reopen().map_err(LlamaError::from)?;
+    let mut buf = Vec::new();
+    for tensor in file.tensors.iter().filter(|t| t.ggml_type == GgmlType::F32) {
+        file.read_tensor_data_into(&data, tensor, &mut buf).map_err(LlamaError::from)?;
+        let finite = buf.chunks_exact(4).all(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite());
+        if !finite {
+            let what = format!("tensor {} holds NaN or infinite values", tensor.name);
+            return Err(TrainError::NonFinite { step, what, kept: String::new() });
+        }
+    }
+    Ok(())
+}
+
 /// Adapter (or weights), optimizer state, then the position last: a checkpoint whose
-/// `state.json` is there is complete.
+/// `state.json` is there is complete. Non-finite weights are refused before anything of
+/// the previous checkpoint is touched.
 fn write_checkpoint(
     dir: &Path,
     settings: &FinetuneSettings,
@@ -618,14 +697,21 @@ fn write_checkpoint(
     step: u64,
 ) -> Result<(), TrainError> {
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-    let _ = std::fs::remove_file(dir.join("state.json"));
+    // Once the new weights are known finite, the old checkpoint stops being complete.
+    let checked_then_unmark = |temp: &Path| {
+        refuse_non_finite_weights(temp, step)?;
+        let _ = std::fs::remove_file(dir.join("state.json"));
+        Ok::<_, TrainError>(())
+    };
     match adapter {
-        Some(adapter) => {
-            write_through_temp_path(&dir.join("adapter.gguf"), |t| adapter.save(t).map_err(TrainError::from))?
-        }
-        None => {
-            write_through_temp_path(&dir.join("model.gguf"), |t| model.save(t).map_err(TrainError::from))?
-        }
+        Some(adapter) => write_through_temp_path(&dir.join("adapter.gguf"), |t| {
+            adapter.save(t)?;
+            checked_then_unmark(t)
+        })?,
+        None => write_through_temp_path(&dir.join("model.gguf"), |t| {
+            model.save(t)?;
+            checked_then_unmark(t)
+        })?,
     }
     write_through_temp_path(&dir.join("optimizer.gguf"), |t| {
         trainer.save_state(t).map_err(TrainError::from)

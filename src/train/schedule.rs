@@ -26,11 +26,12 @@ pub struct LearningRateSchedule {
 }
 
 impl LearningRateSchedule {
-    /// The rate for step `step` (0-based). Never zero: llama.cpp's optimizer refuses that.
+    /// The rate for step `step` (0-based). Never zero, even for a tiny peak over a long
+    /// warm-up: llama.cpp's optimizer aborts on that.
     pub fn at(&self, step: u64) -> f32 {
-        let floor = self.peak * 1e-3;
+        let floor = (self.peak * 1e-3).max(f32::MIN_POSITIVE);
         if step < self.warmup_steps {
-            return self.peak * (step + 1) as f32 / self.warmup_steps as f32;
+            return (self.peak * (step + 1) as f32 / self.warmup_steps as f32).max(f32::MIN_POSITIVE);
         }
         let decay_steps = self.total_steps.saturating_sub(self.warmup_steps).max(1);
         let progress = ((step - self.warmup_steps) as f64 / decay_steps as f64).min(1.0);
@@ -64,5 +65,7 @@ mod tests {
         assert!((linear.at(35) - 7.5e-4).abs() < 1e-6, "{}", linear.at(35));
         let constant = LearningRateSchedule { schedule: Schedule::Constant, ..s };
         assert_eq!(constant.at(100), 1e-3);
+        let tiny = LearningRateSchedule { peak: 1e-38, warmup_steps: u64::MAX, ..s };
+        assert!(tiny.at(0) > 0.0 && tiny.at(u64::MAX - 1) > 0.0, "underflow stays above zero");
     }
 }

@@ -29,6 +29,24 @@ fn synth_is_deterministic_per_seed() {
     assert!(dir.path().join("a/gold").read_dir().unwrap().count() >= 3);
 }
 
+#[test]
+fn synth_refuses_a_folder_with_files_and_leaves_them_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), 20, 1);
+    let before = std::fs::read(dir.path().join("documents.jsonl")).unwrap();
+    let gold: Vec<_> = dir.path().join("gold").read_dir().unwrap().map(|e| e.unwrap().file_name()).collect();
+    let output =
+        medllm().args(["synth", "-q", "--n", "5", "--seed", "2", "-o"]).arg(dir.path()).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr_of(&output).contains("not empty"), "{}", stderr_of(&output));
+    assert_eq!(std::fs::read(dir.path().join("documents.jsonl")).unwrap(), before);
+    assert_eq!(dir.path().join("gold").read_dir().unwrap().count(), gold.len());
+    // Empty subfolders (an interrupted run's) do not count as content.
+    let fresh = dir.path().join("fresh");
+    std::fs::create_dir_all(fresh.join("gold")).unwrap();
+    synth(&fresh, 5, 2);
+}
+
 /// The goal, on a corpus whose seed no development run used.
 #[test]
 fn deid_meets_the_recall_and_precision_goal_on_a_synthetic_corpus() {
@@ -45,6 +63,31 @@ fn deid_meets_the_recall_and_precision_goal_on_a_synthetic_corpus() {
     assert!(scores["overall"]["recall"].as_f64().unwrap() >= 0.99, "{scores}");
     assert!(scores["overall"]["precision"].as_f64().unwrap() >= 0.90, "{scores}");
     assert!(recall("NAME") >= 0.98 && recall("DATE") >= 0.98, "{scores}");
+}
+
+/// The hand-marked corpora (written for the project, not by `synth`) parse, and recall on
+/// them does not fall below what this build measured (dev 0.978, held-out 0.911): a
+/// change that leaks more identifiers fails here. The floors guard against regressions;
+/// they are not the goal (0.99), which docs/benchmarks.md reports as not yet met.
+#[test]
+fn deid_recall_on_the_hand_marked_corpora_does_not_regress() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/deid_corpus");
+    for (set, documents, recall_floor, character_precision_floor) in
+        [("dev", 70, 0.975, 0.93), ("heldout", 60, 0.905, 0.92)]
+    {
+        let output =
+            medllm().args(["eval", "deid", "--json", "--gold"]).arg(corpus.join(set)).output().unwrap();
+        assert!(output.status.success(), "{set}: {}", stderr_of(&output));
+        let scores: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(scores["documents"], documents, "{set}");
+        assert_eq!(scores["invalid_gold_spans"], 0, "{set}");
+        let overall = &scores["overall"];
+        assert!(overall["recall"].as_f64().unwrap() >= recall_floor, "{set}: {overall}");
+        assert!(
+            overall["character_precision"].as_f64().unwrap() >= character_precision_floor,
+            "{set}: {overall}"
+        );
+    }
 }
 
 #[test]

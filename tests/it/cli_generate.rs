@@ -118,3 +118,26 @@ fn closed_pipe_is_not_an_error() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn a_full_context_is_reported_without_verbose() {
+    let output = generate(&[
+        "-p",
+        "the patient",
+        "--raw",
+        "--temp",
+        "0",
+        "--ignore-eos",
+        "-n",
+        "2000",
+        "--ctx",
+        "256",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let err = stderr_of(&output);
+    assert!(err.contains("the context of 256 tokens is full") && err.contains("raise --ctx"), "{err}");
+    // Stopping at -n is what was asked for: nothing to report.
+    let output =
+        generate(&["-p", "the patient", "--raw", "--temp", "0", "--ignore-eos", "-n", "4", "--ctx", "256"]);
+    assert!(!stderr_of(&output).contains("is full"), "{}", stderr_of(&output));
+}

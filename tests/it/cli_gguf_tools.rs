@@ -261,7 +261,7 @@ fn errors_exit_2_and_leave_nothing() {
             "-o",
             s(&path("a.gguf")),
         ],
-        "one of the inputs",
+        "is the input",
     );
     // Usage errors.
     run_fails(&["quantize", s(tiny_model()), s(&out), "--type", "Q9_Z"], "unknown type");

@@ -32,6 +32,34 @@ fn info_table_names_the_essentials() {
 }
 
 #[test]
+fn control_characters_in_metadata_are_escaped_in_the_table_and_kept_in_json() {
+    use medllm::gguf::{GgmlType, MetadataValue, TensorSpec, write_gguf};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("evil.gguf");
+    let name = "Evil\u{1b}[2J\u{1b}[31mred\rover\0written\u{202e}";
+    let metadata = vec![
+        ("general.architecture".to_string(), MetadataValue::String("llama\u{7}".into())),
+        ("general.name".to_string(), MetadataValue::String(name.into())),
+    ];
+    let tensors =
+        [TensorSpec { name: "blk.0\u{1b}]0;title\u{7}".into(), dims: vec![4], ggml_type: GgmlType::F32 }];
+    let mut file = std::fs::File::create(&path).unwrap();
+    write_gguf(&mut file, &metadata, &tensors, |_, out| out.write_all(&[0u8; 16])).unwrap();
+    drop(file);
+    let output = medllm().args(["info", "--tensors"]).arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let text = String::from_utf8(output.stdout).unwrap();
+    for raw in ['\u{1b}', '\r', '\0', '\u{7}', '\u{202e}'] {
+        assert!(!text.contains(raw), "{raw:?} reached the terminal:\n{text:?}");
+    }
+    assert!(text.contains("Evil\\u{1b}[2J\\u{1b}[31mred\\rover\\u{0}written\\u{202e}"), "{text}");
+    assert!(text.contains("blk.0\\u{1b}]0;title\\u{7}"), "{text}");
+    let output = medllm().args(["info", "--json"]).arg(&path).output().unwrap();
+    let summary: ModelSummary = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary.name.as_deref(), Some(name), "JSON keeps the value itself");
+}
+
+#[test]
 fn missing_file_exits_2_naming_it() {
     let output = medllm().args(["info", "/nonexistent/model.gguf"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));

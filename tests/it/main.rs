@@ -4,10 +4,12 @@
 mod cli_data;
 mod cli_eval;
 mod cli_extract;
+mod cli_flags;
 mod cli_generate;
 mod cli_gguf_tools;
 mod cli_info;
 mod cli_ollama;
+mod cli_outputs;
 mod docs;
 mod model_metadata_fuzz;
 mod real_model;

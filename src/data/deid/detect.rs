@@ -62,7 +62,9 @@ impl PhiDetector {
     pub fn new() -> PhiDetector {
         let lexicon = lexicon();
         let words = Words::new();
-        let cities: HashSet<String> = lexicon.cities.iter().map(|c| c.name.to_lowercase()).collect();
+        let place_names: Vec<&str> =
+            lexicon.cities.iter().map(|c| c.name).chain(lexicon.detector_places.iter().copied()).collect();
+        let cities: HashSet<String> = place_names.iter().map(|c| c.to_lowercase()).collect();
         let ambiguous_cities: HashSet<String> = cities
             .iter()
             .filter(|c| words.is_plain_word(c) || words.is_dictionary_name(c) || words.is_common_word(c))
@@ -70,7 +72,7 @@ impl PhiDetector {
             .collect();
         let city_names = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
-            .build(lexicon.cities.iter().map(|c| c.name))
+            .build(&place_names)
             .expect("city names build an automaton");
         let upper = super::patterns::UPPER;
         let letter = super::patterns::LETTER;
@@ -179,9 +181,11 @@ impl PhiDetector {
         );
         spans.extend(self.organisations.find(text, &self.words));
         spans.extend(structured_spans(text, &self.words));
+        spans.extend(super::addresses::address_blocks(text, &self.words));
         spans.extend(self.names.find(text, &self.words, &guarded, &known.names));
         self.cities(text, &guarded, &mut spans);
         known_values(text, &known.values, &mut spans);
+        organisations_everywhere(text, &self.words, &mut spans);
         self.extend_dates_and_phones(text, &mut spans);
         merge(spans)
     }
@@ -374,7 +378,7 @@ const PLACE_SUFFIXES: [&str; 36] = [
 ];
 
 /// Countries and large regions: not PHI under Safe Harbor, so not taken for towns.
-fn is_country(lower: &str) -> bool {
+pub(crate) fn is_country(lower: &str) -> bool {
     const COUNTRIES: &str = "afghanistan albania algeria america andorra angola argentina armenia australia austria \
 azerbaijan bahamas bahrain bangladesh barbados belarus belgium belize benin bhutan bolivia bosnia botswana brazil \
 brunei bulgaria burkina burundi cambodia cameroon canada chad chile china colombia comoros congo croatia cuba \
@@ -433,6 +437,61 @@ fn known_values(text: &str, values: &[String], spans: &mut Vec<PhiSpan>) {
             from = end;
         }
     }
+}
+
+/// An organisation found once is found everywhere in the document: its name in any case,
+/// and its acronym — the one written after it in parentheses, or the initials of its
+/// capitalised words ("Blue Spruce Regional Medical Center" → "BSRMC").
+fn organisations_everywhere(text: &str, words: &Words, spans: &mut Vec<PhiSpan>) {
+    let mut names: HashSet<String> = HashSet::new();
+    let mut acronyms: HashSet<String> = HashSet::new();
+    for span in spans.iter().filter(|s| s.category == PhiCategory::Hospital) {
+        let name = &text[span.start..span.end];
+        let name_words: Vec<&str> = name.split_whitespace().collect();
+        if name_words.len() < 2 {
+            continue;
+        }
+        names.insert(name.to_lowercase());
+        let initials: String = name_words
+            .iter()
+            .filter(|w| w.chars().next().is_some_and(char::is_uppercase) && !words.is_function_word(w))
+            .filter_map(|w| w.chars().next())
+            .collect();
+        if initials.chars().count() >= 3 {
+            acronyms.insert(initials);
+        }
+        let after = text[span.end..].trim_start();
+        if let Some(inner) = after.strip_prefix('(').and_then(|a| a.split_once(')')).map(|(a, _)| a)
+            && (2..=8).contains(&inner.len())
+            && inner.chars().all(|c| c.is_ascii_uppercase() || c == '-' || c == '&')
+        {
+            acronyms.insert(inner.to_string());
+        }
+    }
+    // A clinical abbreviation ("ICU", "CABG") is never taken for an organisation's.
+    acronyms.retain(|a| !words.is_medical_word(a) && !words.is_function_word(a));
+    if names.is_empty() && acronyms.is_empty() {
+        return;
+    }
+    let lower = text.to_lowercase();
+    let mut found = Vec::new();
+    for name in &names {
+        for (at, _) in lower.match_indices(name.as_str()) {
+            // Lower-casing can change byte lengths outside ASCII: check it maps back.
+            let end = at + name.len();
+            if text.is_char_boundary(at) && text.is_char_boundary(end) && at_word_boundaries(text, at, end) {
+                found.push(PhiSpan { start: at, end, category: PhiCategory::Hospital });
+            }
+        }
+    }
+    for acronym in &acronyms {
+        for (at, _) in text.match_indices(acronym.as_str()) {
+            if at_word_boundaries(text, at, at + acronym.len()) {
+                found.push(PhiSpan { start: at, end: at + acronym.len(), category: PhiCategory::Hospital });
+            }
+        }
+    }
+    spans.extend(found);
 }
 
 /// Whether `start..end` begins and ends a word (no letter or digit just outside it).

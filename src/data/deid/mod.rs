@@ -2,6 +2,7 @@
 //! mask of the same length, or a consistent realistic surrogate with dates shifted by one
 //! offset per patient so that intervals survive.
 
+mod addresses;
 mod calendar;
 mod dates;
 mod detect;

@@ -71,6 +71,8 @@ impl NameFinder {
         let mut spans = Vec::new();
         self.names_after_cues(text, words, guarded, &mut spans);
         self.names_in_lower_case(text, words, &mut spans);
+        lower_case_full_names(text, words, guarded, &mut spans);
+        name_lists(text, words, guarded, &mut spans);
         self.initials_and_surnames(text, words, guarded, &mut spans);
         from_dictionaries(text, words, guarded, &mut spans);
         propagate(text, words, guarded, known, &mut spans);
@@ -212,6 +214,72 @@ fn from_dictionaries(text: &str, words: &Words, guarded: &Guarded, spans: &mut V
         }
         i += 1;
     }
+}
+
+/// "mary o'connell" in a note typed without capitals and without a cue: a given name
+/// followed by a surname, neither of them an ordinary or clinical word.
+fn lower_case_full_names(text: &str, words: &Words, guarded: &Guarded, spans: &mut Vec<PhiSpan>) {
+    let found = all_words(text);
+    let lower = |(s, e): (usize, usize)| text[s..e].chars().all(|c| !c.is_uppercase());
+    for pair in found.windows(2) {
+        let (given, surname) = (pair[0], pair[1]);
+        let gap = &text[given.1..surname.0];
+        if lower(given)
+            && lower(surname)
+            && (gap == " " || gap == "\t")
+            && is_lower_case_name(&text[given.0..given.1], words, Words::is_given_name)
+            && is_lower_case_name(&text[surname.0..surname.1], words, Words::is_surname)
+            && (words.is_unambiguous_name(&text[given.0..given.1])
+                || words.is_unambiguous_name(&text[surname.0..surname.1]))
+            && !guarded.covers(given.0, surname.1)
+        {
+            spans.push(PhiSpan { start: given.0, end: surname.1, category: PhiCategory::Name });
+        }
+    }
+}
+
+/// "they had 6: romi, erik, amy and nathaniel": in a list of three or more single words
+/// of which most are dictionary names and none is a clinical word, every word not an
+/// ordinary one is a name.
+fn name_lists(text: &str, words: &Words, guarded: &Guarded, spans: &mut Vec<PhiSpan>) {
+    let found: Vec<(usize, usize)> =
+        all_words(text).into_iter().filter(|&(s, e)| !matches!(&text[s..e], "and" | "or")).collect();
+    let separator = |gap: &str| matches!(gap, ", " | " and " | ", and " | " & " | ", & " | " or " | ", or ");
+    let mut i = 0;
+    while i < found.len() {
+        let mut last = i;
+        while last + 1 < found.len() && separator(&text[found[last].1..found[last + 1].0]) {
+            last += 1;
+        }
+        let items = &found[i..=last];
+        i = last + 1;
+        if items.len() < 3 {
+            continue;
+        }
+        let item = |&(s, e): &(usize, usize)| &text[s..e];
+        let names = items
+            .iter()
+            .filter(|w| words.is_dictionary_name(item(w)) && !words.is_common_word(item(w)))
+            .count();
+        let clinical =
+            items.iter().any(|w| words.is_medical_word(item(w)) && !words.is_dictionary_name(item(w)));
+        if clinical || names * 2 <= items.len() || names < 2 {
+            continue;
+        }
+        for &(s, e) in items {
+            let word = &text[s..e];
+            let ordinary = words.is_known_word(word) && !words.is_dictionary_name(word);
+            if !ordinary && !guarded.covers(s, e) {
+                spans.push(PhiSpan { start: s, end: e, category: PhiCategory::Name });
+            }
+        }
+    }
+}
+
+/// A dictionary name of the given kind that is no everyday or function word (a part of
+/// a clinical phrase, "mary" of "Sister Mary Joseph nodule", still counts).
+fn is_lower_case_name(word: &str, words: &Words, of_kind: fn(&Words, &str) -> bool) -> bool {
+    of_kind(words, word) && !words.is_common_word(word) && !words.is_function_word(word)
 }
 
 /// Whether the line around `at` has no lower-case letter.

@@ -76,6 +76,15 @@ impl Builder {
         self.push(c.encode_utf8(&mut buffer), start, end);
     }
 
+    /// [`Builder::step`] on `original[..end]`, so nothing past `end` is read as part of it.
+    fn step_within(&mut self, original: &str, at: usize, end: usize) -> usize {
+        let mut inner = Builder { view: String::new(), origin: Vec::new() };
+        let next = at + inner.step(&original[at..end], 0);
+        self.view.push_str(&inner.view);
+        self.origin.extend(inner.origin.iter().map(|&(s, e)| (s + at as u32, e + at as u32)));
+        next
+    }
+
     /// Normalises what starts at byte `at` of `original`; returns where the next step starts.
     fn step(&mut self, original: &str, at: usize) -> usize {
         let rest = &original[at..];
@@ -98,6 +107,16 @@ impl Builder {
                 if let Some((replacement, len)) = html_tag(rest) {
                     if let Some(r) = replacement {
                         self.push_char(r, at, at + len);
+                    }
+                    // Attribute values (`href="mailto:…"`, `title="…"`) can hold PHI: they
+                    // stay in the view, each between spaces, mapped to their own bytes.
+                    for (start, end) in attribute_values(&rest[..len]) {
+                        self.push_char(' ', at, at + len);
+                        let mut inner = at + start;
+                        while inner < at + end {
+                            inner = self.step_within(original, inner, at + end);
+                        }
+                        self.push_char(' ', at, at + len);
                     }
                     return at + len;
                 }
@@ -342,6 +361,37 @@ fn html_tag(text: &str) -> Option<(Option<char>, usize)> {
     Some((reads_as, close + 1))
 }
 
+/// The byte ranges of the attribute values in `tag` (`<a href="x" title='y' id=z>`).
+fn attribute_values(tag: &str) -> Vec<(usize, usize)> {
+    let bytes = tag.as_bytes();
+    let mut values = Vec::new();
+    let mut i = 0;
+    while let Some(offset) = tag[i..].find('=') {
+        let mut start = i + offset + 1;
+        while bytes.get(start).is_some_and(|b| b.is_ascii_whitespace()) {
+            start += 1;
+        }
+        let (value_start, value_end, next) = match bytes.get(start) {
+            Some(&quote @ (b'"' | b'\'')) => {
+                let end = tag[start + 1..].find(quote as char).map_or(tag.len() - 1, |e| start + 1 + e);
+                (start + 1, end, end + 1)
+            }
+            Some(_) => {
+                let end = tag[start..]
+                    .find(|c: char| c.is_ascii_whitespace() || c == '>')
+                    .map_or(tag.len(), |e| start + e);
+                (start, end, end)
+            }
+            None => break,
+        };
+        if value_end > value_start {
+            values.push((value_start, value_end));
+        }
+        i = next.max(i + offset + 1);
+    }
+    values
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,6 +418,10 @@ mod tests {
         assert_eq!(original_of("Pt Jo\u{200B}hn Smith", "John Smith"), "Jo\u{200B}hn Smith");
         assert_eq!(original_of("Dr.&nbsp;Helen&nbsp;Voss", "Helen Voss"), "Helen&nbsp;Voss");
         assert_eq!(original_of("Dr. <b>Helen</b> Voss", "Helen Voss"), "Helen</b> Voss");
+        let linked = "Mail <a href=\"mailto:hvoss@clinic.org\" title='Helen Voss'>her</a>.";
+        assert_eq!(original_of(linked, "hvoss@clinic.org"), "hvoss@clinic.org");
+        assert_eq!(original_of(linked, "Helen Voss"), "Helen Voss");
+        assert_eq!(original_of("<td class=x data-mrn=00417723>", "00417723"), "00417723");
         // Cyrillic о and а inside a Latin name.
         assert_eq!(original_of("Mr. J\u{43e}hn M\u{430}rtin", "John Martin"), "J\u{43e}hn M\u{430}rtin");
         assert_eq!(original_of("call 555\u{2013}0199", "555-0199"), "555\u{2013}0199");

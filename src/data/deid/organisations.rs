@@ -208,9 +208,14 @@ impl OrganisationFinder {
             let word = &line[run[first].start..run[first].end];
             let k = keys[first].as_str();
             let sentence_start = is_sentence_start(line, run[first].start);
+            // A capitalised everyday word inside a sentence belongs to the name ("at Green
+            // Mountain Endodontics", "New Halden Free Public Library"); grammar words and
+            // words that start the sentence or a line of capitals do not.
+            let grammar_word = words.is_function_word(word)
+                && (sentence_start || all_caps_line || LEADING_GRAMMAR_WORDS.contains(&k));
             let droppable = CONNECTORS.contains(&k)
                 || !self.modifiers.contains(k)
-                    && (words.is_function_word(word)
+                    && (grammar_word
                         || (sentence_start
                             || all_caps_line
                             || words.is_medical_word(word) && !words.is_dictionary_name(word))
@@ -264,6 +269,14 @@ impl OrganisationFinder {
             && !words.is_function_word(word)
     }
 }
+
+/// Words that open a phrase before a name and never start one.
+const LEADING_GRAMMAR_WORDS: &[&str] = &[
+    "the", "a", "an", "at", "to", "from", "in", "of", "on", "and", "or", "with", "by", "for", "per", "via",
+    "our", "his", "her", "their", "my", "your", "its", "this", "that", "these", "those", "seen", "see",
+    "call", "called", "contact", "dear", "re", "cc", "fax", "tel", "phone", "attn", "visit", "visited",
+    "patient",
+];
 
 /// Bytes after an organisation's name that belong to it: ", LLC", " Inc.", " #2281",
 /// " No. 4", " – Harbour Street" is left out.

@@ -269,6 +269,14 @@ pub(crate) fn build_patterns() -> Vec<Pattern> {
             Address,
         ),
         pattern(r"(?i:(?-u:\b)P\.?\s?O\.?\s+Box\s+[0-9]+)", 0, Address),
+        // Military post: "PSC 6293, Box 8158", "Unit 0822 Box 8858", a ship, "APO AE 09012".
+        pattern(r"(?i:(?-u:\b)(?:PSC|CMR|Unit)\s+[0-9]{3,5},?\s+Box\s+[0-9]{1,5})(?-u:\b)", 0, Address),
+        pattern(
+            &format!(r"(?-u:\b)(?:USNS|USS|USCGC|HMS|HMCS|HMAS|HMNZS)\s+{UPPER}[{LETTER}'’-]+"),
+            0,
+            Address,
+        ),
+        pattern(r"(?-u:\b)(?:APO|FPO|DPO)\s+(?:AA|AE|AP)\s+([0-9]{5})(?-u:\b)", 1, Zip),
         // "Springfield, IL 62704" and "Springfield, Illinois"; "Soft, ND" is an exam note.
         pattern(
             &format!(r"((?:{UPPER}[{LETTER}'’.-]+\s){{0,2}}{UPPER}[{LETTER}'’-]+),\s+{states}\s+[0-9]{{5}}"),
@@ -368,6 +376,35 @@ pub(crate) fn build_patterns() -> Vec<Pattern> {
             Age,
         ),
         pattern(r"(?i:(?-u:\b)(?:turned|turns|is\s+now)\s+)(9[0-9]|1[01][0-9])(?-u:\b)", 1, Age),
+        // An age over 89 in context: "lived to 101", "she's 91", "died aged 91", "At 91 she",
+        // "(91)", "(95 ans)", "(ninety, frail".
+        checked(
+            r"(?i:(?-u:\b)(?:lived\s+to|living\s+to|she's|he's|she\s+is|he\s+is|died\s+at|died\s+aged|at\s+age|at)\s+)(9[0-9]|1[01][0-9])(?-u:\b)",
+            1,
+            Age,
+            not_a_measurement,
+        ),
+        pattern(
+            &format!(
+                r"(?i:\((9[0-9]|1[01][0-9]|{age_words})(?:\s*(?:y|yo|y/o|yrs?|years?|ans|años|jahre|jaar))?[,)])"
+            ),
+            1,
+            Age,
+        ),
+        // Irish Eircodes ("V92 X4T7") and Indian PIN codes after a town ("Chennai – 600 020").
+        pattern(r"(?-u:\b)[ACDEFHKNPRTVWXY][0-9]{2}\s?[0-9ACDEFHKNPRTVWXY]{4}(?-u:\b)", 0, Zip),
+        pattern(&format!(r"{UPPER}[{LETTER}]+\s*[–-]\s*([1-9][0-9]{{2}}\s?[0-9]{{3}})(?-u:\b)"), 1, Zip),
+        // Words that place an age above 89 ("a nonagenarian of 94", "in her late nineties").
+        pattern(
+            r"(?i:(?-u:\b)(?:super)?(?:nonagenarian|centenarian)s?(?:\s+(?:of|aged)\s+(?:9[0-9]|1[01][0-9]))?)(?-u:\b)",
+            0,
+            Age,
+        ),
+        pattern(
+            r"(?i:(?-u:\b)in\s+(?:her|his|their|the)\s+(?:(?:late|early|mid)[\s-]+)?(nineties|90'?s|hundreds))(?-u:\b)",
+            1,
+            Age,
+        ),
         pattern(r"(?-u:\b)(9[0-9]|1[01][0-9])\s*(?:y|Y)(?:\.|(?-u:\b))", 1, Age),
         // IPv6, full and compressed ("fe80::1ff:fe23:4567:890a", "2001:db8::7").
         pattern(
@@ -524,6 +561,26 @@ fn identifier_shaped(text: &str, start: usize, end: usize) -> bool {
 }
 
 /// No unit after a "date" ("Mar 5 mg" is no date; "May 5" in "may 5 days" is not either).
+/// A number not followed by a unit, a percent sign, a fraction or a decimal ("92 bpm",
+/// "95%", "90/60", "91.5" are measurements).
+fn not_a_measurement(text: &str, start: usize, end: usize) -> bool {
+    let rest = &text[end..];
+    if rest.starts_with(['%', '/'])
+        || rest.starts_with('.') && rest[1..].starts_with(|c: char| c.is_ascii_digit())
+    {
+        return false;
+    }
+    let next: String =
+        rest.trim_start().chars().take_while(|c| c.is_alphabetic()).collect::<String>().to_lowercase();
+    const MEASUREMENT_UNITS: &[&str] = &[
+        "bpm", "beats", "mmhg", "percent", "kg", "kgs", "lb", "lbs", "pounds", "cm", "mm", "ml", "mg", "mcg",
+        "g", "units", "u", "min", "minutes", "sec", "seconds", "hours", "hrs", "h", "days", "weeks",
+        "months", "degrees", "f", "c", "mmol", "meq", "breaths", "rpm", "km", "miles", "m", "times",
+        "points",
+    ];
+    no_unit_follows(text, start, end) && !MEASUREMENT_UNITS.contains(&next.as_str())
+}
+
 fn no_unit_follows(text: &str, _start: usize, end: usize) -> bool {
     if text[end..].starts_with('.') && text[end + 1..].starts_with(|c: char| c.is_ascii_digit()) {
         return false;

@@ -69,6 +69,9 @@ pub struct StreamStats {
     pub unusable: bool,
     /// PHI replaced per category.
     pub replaced: BTreeMap<PhiCategory, usize>,
+    /// A stop request (Ctrl-C, see [`crate::interrupt`]) ended the stream early: the
+    /// records before it were written whole, the rest not read.
+    pub interrupted: bool,
 }
 
 #[derive(Serialize)]
@@ -132,7 +135,8 @@ struct Done {
 const BATCH: usize = 512;
 
 /// De-identifies `input` (named `source` in ids and messages) into `output`, and the spans
-/// into `spans` when given.
+/// into `spans` when given. A stop request (see [`crate::interrupt`]) ends a JSONL or CSV
+/// stream between records, with the records read so far written whole.
 pub fn deidentify_stream(
     deid: &Deidentifier,
     format: StreamFormat,
@@ -163,6 +167,10 @@ pub fn deidentify_stream(
             let mut batch = Vec::with_capacity(BATCH);
             let mut line_number = 0usize;
             loop {
+                if crate::interrupt::stop_requested() {
+                    stats.interrupted = true;
+                    break;
+                }
                 let mut raw = Vec::new();
                 if input.read_until(b'\n', &mut raw)? == 0 {
                     break;
@@ -249,6 +257,10 @@ pub fn deidentify_stream(
             output.write_all(&writer.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?)?;
             let mut batch = Vec::with_capacity(BATCH);
             for (index, record) in reader.records().enumerate() {
+                if crate::interrupt::stop_requested() {
+                    stats.interrupted = true;
+                    break;
+                }
                 let line = |p: Option<&csv::Position>| p.map_or(index as u64 + 2, csv::Position::line);
                 let record = match record {
                     Ok(record) if record.len() == headers.len() => record,

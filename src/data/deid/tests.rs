@@ -153,3 +153,106 @@ fn surrogates_are_consistent_and_keep_date_intervals() {
     let others: Vec<i64> = (0..8).map(|i| deid.session(&format!("other-{i}")).shift_days()).collect();
     assert!(others.iter().any(|s| *s != again));
 }
+
+/// Identifiers written to slip past a detector: odd case, split by markup or line breaks,
+/// disguised with look-alike or invisible characters, or in shapes no list holds. Each
+/// must be covered whole in the original text.
+#[test]
+fn identifiers_written_to_evade_are_still_found() {
+    let mut missed = Vec::new();
+    for (text, phi) in [
+        ("pt is mary o'connell, seen today.", "mary o'connell"),
+        ("Patient: Margaret\nThornbury presented with cough.", "Margaret\nThornbury"),
+        ("Seen by Dr.&nbsp;Helena&nbsp;Okafor today.", "Helena&nbsp;Okafor"),
+        ("Seen by Dr. <b>Helena</b> Okafor today.", "Helena</b> Okafor"),
+        ("Pt J\u{43e}hn Whitcombe denies pain.", "J\u{43e}hn Whitcombe"),
+        ("Patient Ro\u{200B}berta Quill was admitted.", "Ro\u{200B}berta Quill"),
+        ("SSN １２３-４５-６７８９ on file.", "１２３-４５-６７８９"),
+        ("Call 555-0199 x123 after 5pm.", "555-0199 x123"),
+        ("A ninety-three year old woman with CHF.", "ninety-three"),
+        ("Specimen FP-77881 sent to pathology.", "FP-77881"),
+        ("Accession QX21-0448-530 received.", "QX21-0448-530"),
+        ("Reached at fe80::1ff:fe23:4567:890a from home.", "fe80::1ff:fe23:4567:890a"),
+        (
+            "Mail <a href=\"mailto:r.quill@harborview.example\">her</a> the results.",
+            "r.quill@harborview.example",
+        ),
+        ("Lives at 42 elm street, apt 3 with her daughter.", "42 elm street"),
+        ("MRN: ABC 004 517 326", "ABC 004 517 326"),
+        ("Seen 07/2021 and again 4/12 for review.", "07/2021"),
+    ] {
+        if !finds(text, phi) {
+            missed.push(format!("{phi:?} not found in {text:?}: {:?}", found(text)));
+        }
+    }
+    assert!(missed.is_empty(), "{}", missed.join("\n"));
+}
+
+/// A surname the record's own fields give is found alone, in any case, in the free text.
+#[test]
+fn a_surname_from_the_patient_field_is_found_alone() {
+    let text =
+        "Patient Name: Hollis Brandvold\nAssessment: brandvold reports less pain; Brandvold to return.";
+    let hits = found(text).into_iter().filter(|(t, _)| t.eq_ignore_ascii_case("brandvold")).count();
+    assert!(hits >= 2, "{:?}", found(text));
+}
+
+#[test]
+fn military_post_and_lists_of_first_names_are_found() {
+    for (text, phi) in [
+        ("Forward to PSC 6293, Box 8158\nAPO AP 04336 please.", "PSC 6293, Box 8158"),
+        ("Forward to PSC 6293, Box 8158\nAPO AP 04336 please.", "04336"),
+        ("Return to Unit 0822 Box 8858, DPO AA 13319.", "Unit 0822 Box 8858"),
+        ("Her children: romi, erik, amy and nathaniel visit daily.", "romi"),
+        ("Her children: romi, erik, amy and nathaniel visit daily.", "nathaniel"),
+    ] {
+        assert!(finds(text, phi), "{phi:?} not found in {text:?}: {:?}", found(text));
+    }
+    // A list of drugs or findings is no list of names.
+    assert!(found("Meds: aspirin, metformin, lisinopril and atorvastatin.").is_empty());
+}
+
+#[test]
+fn an_organisation_is_found_again_by_its_acronym_and_in_lower_case() {
+    let text = "Transferred from Blue Spruce Regional Medical Center for PCI. \
+                Records from BSRMC were reviewed; blue spruce regional medical center faxed them.";
+    for phi in ["BSRMC", "blue spruce regional medical center"] {
+        assert!(finds(text, phi), "{phi:?} not found: {:?}", found(text));
+    }
+    // Its clinical abbreviations stay.
+    assert!(!found(text).iter().any(|(t, _)| t == "PCI"), "{:?}", found(text));
+}
+
+#[test]
+fn words_that_place_an_age_over_89_are_found() {
+    for (text, phi) in [
+        ("A nonagenarian of 94 with CHF.", "nonagenarian of 94"),
+        ("In her late nineties, she lives alone.", "nineties"),
+        ("A centenarian admitted with sepsis.", "centenarian"),
+    ] {
+        assert!(finds(text, phi), "{phi:?} not found in {text:?}: {:?}", found(text));
+    }
+    // A decade under 90 is no identifier.
+    assert!(found("In her seventies she had a stroke.").is_empty());
+}
+
+#[test]
+fn ages_over_89_in_context_and_non_us_postcodes_are_found() {
+    for (text, phi) in [
+        ("Her mother lived to 101; a brother had MI.", "101"),
+        ("Is grandma still well? she's 91 now.", "91"),
+        ("DOB 22 Feb 1933 (91), lives with son.", "91"),
+        ("née le 15 avril 1929 (95 ans), veuve.", "95"),
+        ("Married to Morwenna (ninety, frail) for years.", "ninety"),
+        ("Tralee, Co. Kerry  V92 X4T7", "V92 X4T7"),
+        ("Adyar, Chennai – 600 020. Contact son.", "600 020"),
+    ] {
+        assert!(finds(text, phi), "{phi:?} not found in {text:?}: {:?}", found(text));
+    }
+    // Numbers in the nineties with a unit are measurements.
+    assert!(
+        found("At 92 bpm she felt dizzy; SpO2 (95%) on air.").is_empty(),
+        "{:?}",
+        found("At 92 bpm she felt dizzy; SpO2 (95%) on air.")
+    );
+}

@@ -173,6 +173,16 @@ impl Words {
         self.given_names.contains(&lower) || self.surnames.contains(&lower)
     }
 
+    /// A given name of the dictionaries.
+    pub(crate) fn is_given_name(&self, word: &str) -> bool {
+        self.given_names.contains(&base_form(word))
+    }
+
+    /// A surname of the dictionaries.
+    pub(crate) fn is_surname(&self, word: &str) -> bool {
+        self.surnames.contains(&base_form(word))
+    }
+
     /// A dictionary name that is no ordinary or clinical word.
     pub(crate) fn is_unambiguous_name(&self, word: &str) -> bool {
         let lower = base_form(word);

@@ -81,7 +81,7 @@ pub trait TokenCounter {
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
     /// An output file could not be written.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         /// The file.
         path: PathBuf,

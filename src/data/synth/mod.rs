@@ -156,12 +156,21 @@ pub struct SynthManifest {
 }
 
 /// Writes a corpus into `dir`: `documents.jsonl` (text, gold PHI, gold extractions), one
-/// `gold/<schema>.jsonl` per schema for `medllm eval extract`, and `synth.json`.
+/// `gold/<schema>.jsonl` per schema for `medllm eval extract`, and `synth.json`. `dir` must
+/// be new or hold no files: gold files of an earlier corpus left beside new documents
+/// would have their ids point at other texts, and evaluation would score against them.
 pub fn write_corpus(
     dir: &Path,
     options: SynthOptions,
     mut progress: impl FnMut(usize),
 ) -> std::io::Result<SynthManifest> {
+    if holds_files(dir)? {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::DirectoryNotEmpty,
+            "the folder is not empty; synth writes a whole corpus into a new or empty folder \
+             (old gold files would mix with the new documents): remove it or choose another",
+        ));
+    }
     std::fs::create_dir_all(dir.join("gold"))?;
     let mut documents = AtomicWriter::create(&dir.join(DOCUMENTS_FILE))?;
     let mut gold_files: std::collections::BTreeMap<String, AtomicWriter> = Default::default();
@@ -201,6 +210,23 @@ pub fn write_corpus(
     manifest_file.write_all(b"\n")?;
     manifest_file.commit()?;
     Ok(manifest)
+}
+
+/// Whether `dir` holds a file anywhere below it (empty subfolders, as an interrupted run
+/// leaves, do not count). A path that does not exist holds none.
+fn holds_files(dir: &Path) -> std::io::Result<bool> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() || holds_files(&entry.path())? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 #[cfg(test)]
