@@ -214,17 +214,7 @@ fn merged_f32_model_acts_like_base_plus_adapter() {
     let dir = tempfile::tempdir().unwrap();
     let (_, adapter) = converted(dir.path(), &PeftFixtureSpec::default());
     let merged = dir.path().join("merged.gguf");
-    let report = merge_adapters(
-        &MergeSettings {
-            base: tiny_model_path().into(),
-            adapters: vec![AdapterInput { path: adapter.clone(), scale: 1.0 }],
-            output: merged.clone(),
-            merged_type: None,
-            threads: 2,
-        },
-        |_| {},
-    )
-    .unwrap();
+    let report = merge_one(tiny_model_path(), &adapter, &merged).unwrap();
     assert_eq!((report.merged_tensors, report.copied_tensors), (14, 7));
     let runtime = logits(tiny_model_path(), &[(&adapter, 1.0)]);
     let diff = max_abs_diff(&logits(&merged, &[]), &runtime);
@@ -310,17 +300,7 @@ fn requantized_merge_keeps_types_and_stays_close_to_the_run_time_adapter() {
     for (file_type, min_cosine) in [("Q8_0", 0.99), ("Q4_1", 0.75)] {
         let base = quantized_tiny(dir.path(), file_type);
         let merged = dir.path().join(format!("merged-{file_type}.gguf"));
-        merge_adapters(
-            &MergeSettings {
-                base: base.clone(),
-                adapters: vec![AdapterInput { path: adapter.clone(), scale: 1.0 }],
-                output: merged.clone(),
-                merged_type: None,
-                threads: 2,
-            },
-            |_| {},
-        )
-        .unwrap();
+        merge_one(&base, &adapter, &merged).unwrap();
         let (base_header, merged_header) = (GgufFile::open(&base).unwrap(), GgufFile::open(&merged).unwrap());
         for (b, m) in base_header.tensors.iter().zip(&merged_header.tensors) {
             assert_eq!((&b.name, b.ggml_type), (&m.name, m.ggml_type), "types kept");
@@ -392,23 +372,25 @@ fn raw_adapter(path: &Path, architecture: &str, tensors: &[(&str, Vec<u64>)]) {
     .unwrap();
 }
 
+/// Merges one adapter at scale 1 into `base`, keeping the base's tensor types.
+fn merge_one(base: impl AsRef<Path>, adapter: &Path, output: &Path) -> Result<MergeReport, LoraError> {
+    merge_adapters(
+        &MergeSettings {
+            base: base.as_ref().to_path_buf(),
+            adapters: vec![AdapterInput { path: adapter.to_path_buf(), scale: 1.0 }],
+            output: output.to_path_buf(),
+            merged_type: None,
+            threads: 2,
+        },
+        |_| {},
+    )
+}
+
 #[test]
 fn merge_refuses_mismatched_adapters_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.gguf");
-    let merge = |adapter: &Path| {
-        merge_adapters(
-            &MergeSettings {
-                base: tiny_model_path().into(),
-                adapters: vec![AdapterInput { path: adapter.to_path_buf(), scale: 1.0 }],
-                output: output.clone(),
-                merged_type: None,
-                threads: 1,
-            },
-            |_| {},
-        )
-        .unwrap_err()
-    };
+    let merge = |adapter: &Path| merge_one(tiny_model_path(), adapter, &output).unwrap_err();
     let q = |suffix: &str| format!("blk.0.attn_q.weight.{suffix}");
     type Tensors = Vec<(String, Vec<u64>)>;
     let cases: Vec<(&str, &str, Tensors, &str)> = vec![
@@ -556,18 +538,7 @@ fn valued_adapter(path: &Path, alpha: f32, a_value: f32, b_value: f32) {
 fn merge_refuses_non_finite_adapters_and_results_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.gguf");
-    let merge = |adapter: &Path| {
-        merge_adapters(
-            &MergeSettings {
-                base: tiny_model_path().into(),
-                adapters: vec![AdapterInput { path: adapter.to_path_buf(), scale: 1.0 }],
-                output: output.clone(),
-                merged_type: None,
-                threads: 2,
-            },
-            |_| {},
-        )
-    };
+    let merge = |adapter: &Path| merge_one(tiny_model_path(), adapter, &output);
     let cases: [(&str, f32, f32, f32, &str); 5] = [
         ("nan-alpha.gguf", f32::NAN, 0.1, 0.1, "adapter.lora.alpha is NaN, not a finite number"),
         ("inf-alpha.gguf", f32::INFINITY, 0.1, 0.1, "adapter.lora.alpha is inf"),

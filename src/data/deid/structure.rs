@@ -479,32 +479,20 @@ pub(crate) fn classify_label(label: &str) -> Option<FieldKind> {
     let two = (words.len() >= 2).then(|| format!("{} {}", words[words.len() - 2], head));
     let has = |list: &[&str]| list.contains(&head) || two.as_deref().is_some_and(|t| list.contains(&t));
     let any = |list: &[&str]| words.iter().any(|w| list.contains(w));
-    if has(&["fax"]) {
-        return Some(FieldKind::Fax);
-    }
-    if has(PHONE_HEADS) {
-        return Some(FieldKind::Phone);
-    }
-    if has(ZIP_HEADS) {
-        return Some(FieldKind::Zip);
-    }
-    if has(IDENTIFIER_HEADS) {
-        return Some(FieldKind::Identifier);
-    }
-    if has(&["age"]) {
-        return Some(FieldKind::Age);
-    }
-    if has(DATE_HEADS) {
-        return Some(FieldKind::Date);
-    }
-    if has(CITY_HEADS) {
-        return Some(FieldKind::City);
-    }
-    if has(ADDRESS_HEADS) {
-        return Some(FieldKind::Address);
-    }
-    if has(ORGANISATION_HEADS) {
-        return Some(FieldKind::Organisation);
+    // The head decides, in this order ("fax phone" is a fax, "zip code" a ZIP).
+    let by_head: [(&[&str], FieldKind); 9] = [
+        (&["fax"], FieldKind::Fax),
+        (PHONE_HEADS, FieldKind::Phone),
+        (ZIP_HEADS, FieldKind::Zip),
+        (IDENTIFIER_HEADS, FieldKind::Identifier),
+        (&["age"], FieldKind::Age),
+        (DATE_HEADS, FieldKind::Date),
+        (CITY_HEADS, FieldKind::City),
+        (ADDRESS_HEADS, FieldKind::Address),
+        (ORGANISATION_HEADS, FieldKind::Organisation),
+    ];
+    if let Some((_, kind)) = by_head.iter().find(|(heads, _)| has(heads)) {
+        return Some(*kind);
     }
     if has(NAME_HEADS) {
         // "Drug name", "Test name", "Plan name" name no person; "Hospital name" a place.
@@ -771,18 +759,24 @@ fn date_shaped(value: &str) -> bool {
         .is_match(value)
 }
 
+/// The space-separated tokens of a value with their byte offsets, without trailing
+/// `,`, `;` or `.`; empty ones skipped.
+fn value_tokens(value: &str) -> impl Iterator<Item = (usize, &str)> {
+    value
+        .split_inclusive(' ')
+        .scan(0, |at, piece| {
+            let start = *at;
+            *at += piece.len();
+            Some((start, piece.trim_end().trim_end_matches([',', ';', '.'])))
+        })
+        .filter(|(_, token)| !token.is_empty())
+}
+
 /// The leading run of a date value: tokens with digits, month and weekday names, "at",
 /// "of", "the", "am"/"pm".
 fn date_run(value: &str) -> usize {
     let mut end = 0;
-    let mut at = 0;
-    for piece in value.split_inclusive(' ') {
-        let token = piece.trim_end().trim_end_matches([',', ';', '.']);
-        let start = at;
-        at += piece.len();
-        if token.is_empty() {
-            continue;
-        }
+    for (start, token) in value_tokens(value) {
         let lower = token.to_lowercase();
         let calendar = super::calendar::MONTH_NAMES
             .iter()
@@ -816,15 +810,8 @@ fn sentence_end(value: &str) -> usize {
 /// the first ordinary word ends it.
 fn identifier_run(value: &str) -> usize {
     let mut end = 0;
-    let mut at = 0;
     let mut seen_digit = false;
-    for piece in value.split_inclusive(' ') {
-        let token = piece.trim_end().trim_end_matches([',', ';', '.']);
-        let start = at;
-        at += piece.len();
-        if token.is_empty() {
-            continue;
-        }
+    for (start, token) in value_tokens(value) {
         let digit = token.bytes().any(|b| b.is_ascii_digit());
         let capitals = token.len() <= 6 && token.bytes().all(|b| b.is_ascii_uppercase());
         let joiner = matches!(token, "-" | "/" | "#" | "x" | "ext" | "ext." | "–");
