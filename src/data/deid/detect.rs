@@ -51,6 +51,9 @@ pub struct PhiDetector {
     place_and_state: Regex,
     /// Words of hospital suffixes ("medical", "center"), lower case.
     hospital_suffix_words: HashSet<String>,
+    /// A postcode after a town: an optional region abbreviation, then four to six digits
+    /// ("Cape Town 7750", "Maroochydore QLD 4558", "Tamworth NSW 2340").
+    postcode_after_place: Regex,
     /// What may follow a date as its time, or a phone number as its extension.
     date_time_after: Regex,
     weekday_before: Regex,
@@ -90,7 +93,11 @@ impl PhiDetector {
         let abbreviations = lexicon.states.iter().map(|(_, a)| *a).collect::<Vec<_>>().join("|");
         let place_and_state = Regex::new(&format!(r"({place_words}),[ \t]+(?:{abbreviations})(?-u:\b)"))
             .expect("place pattern compiles");
+        let postcode_after_place =
+            Regex::new(r"^,?[ \t]{0,3}(?:([A-Z]{2,3})\.?,?[ \t]{1,3})?([0-9]{4,6})(?-u:\b)")
+                .expect("postcode pattern compiles");
         PhiDetector {
+            postcode_after_place,
             patterns: build_patterns(),
             words,
             names: NameFinder::new(),
@@ -109,7 +116,7 @@ impl PhiDetector {
                 .map(str::to_lowercase)
                 .collect(),
             date_time_after: Regex::new(
-                r"^(?:,?\s*(?:at|@)?\s*)(?:[0-2]?[0-9]:[0-5][0-9](?::[0-5][0-9])?(?:\s*[AaPp]\.?[Mm]\.?)?|[0-2][0-9][0-5][0-9](?:\s*(?:h|hrs|hours)(?-u:\b))?)(?-u:\b)",
+                r"^(?:,?\s*(?:at|@|à|a las|~)?\s*)(?:[0-2]?[0-9]:[0-5][0-9](?::[0-5][0-9])?(?:\s*[AaPp]\.?[Mm]\.?)?|[0-2][0-9][0-5][0-9](?:\s*(?:h|hrs|hours)(?-u:\b))?|[01]?[0-9]\s*[AaPp]\.?[Mm]\.?|[0-2]?[0-9]\s?h\s?[0-5][0-9])(?-u:\b)",
             )
             .expect("time pattern compiles"),
             weekday_before: Regex::new(
@@ -184,6 +191,7 @@ impl PhiDetector {
         spans.extend(super::addresses::address_blocks(text, &self.words));
         spans.extend(self.names.find(text, &self.words, &guarded, &known.names));
         self.cities(text, &guarded, &mut spans);
+        self.postcodes_after_places(text, &mut spans);
         known_values(text, &known.values, &mut spans);
         organisations_everywhere(text, &self.words, &mut spans);
         self.extend_dates_and_phones(text, &mut spans);
@@ -259,6 +267,41 @@ impl PhiDetector {
             let place = text[start..end].to_lowercase();
             if start < end && !states.contains(&place) && !self.words.is_plain_word(&text[start..end]) {
                 spans.push(PhiSpan { start, end, category: PhiCategory::City });
+            }
+        }
+    }
+
+    /// Postcodes written after their town, which have no shape of their own outside the
+    /// United States: four to six digits right after a town, alone or after a region
+    /// abbreviation. A year is read as a postcode only after a region ("Seen in Denver 2019"
+    /// is a visit, "Sydney NSW 2000" an address) or on an address line.
+    fn postcodes_after_places(&self, text: &str, spans: &mut Vec<PhiSpan>) {
+        let towns: Vec<(usize, usize)> = spans
+            .iter()
+            .filter(|s| matches!(s.category, PhiCategory::City))
+            .map(|s| (s.start, s.end))
+            .collect();
+        let address_line_starts: HashSet<usize> = spans
+            .iter()
+            .filter(|s| matches!(s.category, PhiCategory::Address))
+            .map(|s| text[..s.start].rfind('\n').map_or(0, |i| i + 1))
+            .collect();
+        for (town_start, town_end) in towns {
+            let Some(captures) = self.postcode_after_place.captures(&text[town_end..]) else { continue };
+            let Some(code) = captures.get(2) else { continue };
+            let (start, end) = (town_end + code.start(), town_end + code.end());
+            // Part of a longer number ("7750.5", "2340-12") is something else.
+            if text[end..].starts_with(['.', ',', '-', '/', ':'])
+                && text[end + 1..].starts_with(|c: char| c.is_ascii_digit())
+            {
+                continue;
+            }
+            let value: u32 = text[start..end].parse().unwrap_or(0);
+            let region = captures.get(1).is_some();
+            let line_start = text[..town_start].rfind('\n').map_or(0, |i| i + 1);
+            let year_like = end - start == 4 && (1900..=2099).contains(&value);
+            if !year_like || region || address_line_starts.contains(&line_start) {
+                spans.push(PhiSpan { start, end, category: PhiCategory::Zip });
             }
         }
     }
@@ -506,10 +549,13 @@ fn plausible_numeric_date(s: &str) -> bool {
     if numbers.len() < 2 || s.chars().any(|c| c.is_alphabetic()) {
         return true;
     }
-    // Month/year ("3/80") and month/day ("2/18") with a cue were matched as such.
+    // Month/year ("3/80") and month/day ("2/18") with a cue were matched as such, and
+    // day/month ("28/05") where the day cannot be a month.
     if numbers.len() == 2 {
         let year_month = (1900..=2099).contains(&numbers[0]) && (1..=12).contains(&numbers[1]);
+        let day_month = (13..=31).contains(&numbers[0]) && (1..=12).contains(&numbers[1]);
         return year_month
+            || day_month
             || (1..=12).contains(&numbers[0])
                 && ((1..=99).contains(&numbers[1]) || (1900..=2099).contains(&numbers[1]));
     }

@@ -195,11 +195,11 @@ fn from_dictionaries(text: &str, words: &Words, guarded: &Guarded, spans: &mut V
                 })
                 && run.iter().any(|&(s, e)| text[s..e].chars().count() > 2)
                 && run.iter().any(|&(s, e)| words.is_dictionary_name(&text[s..e]));
-            // Two capitalised words inside a sentence that no vocabulary knows are a name
-            // (or a place; either way an identifier).
+            // Two capitalised words that no vocabulary knows are a name (or a place; either
+            // way an identifier), at the start of a sentence too: capitals there make no
+            // unknown word known.
             let unknown_pair = run.len() > 1
-                && run.iter().filter(|&&w| is_unknown_name_like(text, w, words)).count() == run.len()
-                && !is_sentence_start(text, run[0].0);
+                && run.iter().filter(|&&w| is_unknown_name_like(text, w, words)).count() == run.len();
             if (unambiguous || name_like_run || unknown_pair)
                 && !guarded.covers(run[0].0, run[run.len() - 1].1)
             {
@@ -417,13 +417,6 @@ fn extend_over_particles(text: &str, start: usize, is_name_word: impl Fn(&str) -
 fn is_all_caps_header_word(word: &str, previous: &str) -> bool {
     let caps = |w: &str| w.len() > 1 && w.chars().all(|c| !c.is_lowercase());
     caps(word) && !caps(previous)
-}
-
-/// Whether `at` starts a sentence: the text's or a line's first word, or after ". ".
-fn is_sentence_start(text: &str, at: usize) -> bool {
-    let before = text[..at].trim_end_matches([' ', '\t']);
-    before.is_empty()
-        || before.ends_with(['\n', '.', '?', '!', ':', '-', '•', '*', '"', '(', '>', '#', '|', ';'])
 }
 
 /// Byte ranges of words that start with an upper-case letter (letters, apostrophes and

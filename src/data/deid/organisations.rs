@@ -36,13 +36,23 @@ troop mission ministries abbey monastery convent congregation fellowship assembl
 cemetery crematorium rx pharma endodontics periodontics prosthodontics orthodontists endodontist \
 dermatology pulmonology nephrology rheumatology endocrinology hematology allergy audiology sleep vision eyecare \
 optical opticians imaging lifeflight medflight airmed telehealth telemedicine medride consultants consulting partnership \
-cooperative collective trust credit";
+cooperative collective trust credit service hub haven express rentals rental transportation \
+boatworks superette studio salon salons barbershop garage pharmacie laboratoire clinique hôpital hopital \
+clínica clinica farmacia laboratorio sanatorio policlínico policlinico ospedale klinikum krankenhaus praxis \
+apotheke ziekenhuis apotek sjukhus botika cic";
 
 /// Heads that are also everyday words ("Park", "Station", "Unit"): the particular word must
 /// be a proper one (no everyday word) or a modifier.
 const WEAK_HEADS: &str = "unit units board office station park place court village heights gardens terrace \
 towers yard bar power water gas oil house tower center centre care home homes living group services system \
 network program programme project team";
+
+/// Heads that come first in the languages that name a place after its kind ("Hôpital
+/// Sainte-Justine", "Clínica San José", "CLSC du Plateau"): the particular words follow.
+const LEADING_HEADS: &str = "hôpital hopital clinique centre centro clínica clinica farmacia pharmacie \
+laboratoire laboratorio sanatorio policlínico policlinico ospedale klinikum krankenhaus apotheke \
+ziekenhuis sjukhus botika clsc gmf chu chsld école ecole collège college escuela colegio universidad \
+université universidade iglesia église eglise parroquia paroisse";
 
 /// Heads that end a phrase even when capitalised words follow ("Acme Labs Inc").
 const COMPANY_SUFFIXES: &str = "inc incorporated llc llp pllc pc corp corporation ltd limited co plc gmbh lp";
@@ -75,11 +85,14 @@ hospital hospitals group practice association society network system systems pro
 court school college university church company";
 
 /// Words that join the words of an organisation's name.
-const CONNECTORS: [&str; 16] =
-    ["of", "the", "and", "&", "for", "at", "de", "la", "del", "du", "des", "los", "las", "y", "on", "upon"];
+const CONNECTORS: [&str; 29] = [
+    "of", "the", "and", "&", "for", "at", "de", "la", "del", "du", "des", "los", "las", "y", "on", "upon",
+    "ni", "ng", "di", "da", "do", "dos", "das", "della", "van", "von", "der", "den", "et",
+];
 
 pub(crate) struct OrganisationFinder {
     heads: HashSet<&'static str>,
+    leading_heads: HashSet<&'static str>,
     weak_heads: HashSet<&'static str>,
     company_suffixes: HashSet<&'static str>,
     modifiers: HashSet<&'static str>,
@@ -98,7 +111,12 @@ struct Word {
 impl OrganisationFinder {
     pub(crate) fn new() -> OrganisationFinder {
         OrganisationFinder {
-            heads: HEADS.split_whitespace().chain(WEAK_HEADS.split_whitespace()).collect(),
+            heads: HEADS
+                .split_whitespace()
+                .chain(WEAK_HEADS.split_whitespace())
+                .chain(LEADING_HEADS.split_whitespace())
+                .collect(),
+            leading_heads: LEADING_HEADS.split_whitespace().collect(),
             weak_heads: WEAK_HEADS.split_whitespace().collect(),
             company_suffixes: COMPANY_SUFFIXES.split_whitespace().collect(),
             modifiers: MODIFIERS.split_whitespace().collect(),
@@ -106,8 +124,10 @@ impl OrganisationFinder {
         }
     }
 
-    /// Organisation spans in `text`.
+    /// Organisation spans in `text`; a name may run over a line break.
     pub(crate) fn find(&self, text: &str, words: &Words) -> Vec<PhiSpan> {
+        let joined = join_wrapped_names(text);
+        let text = joined.as_str();
         let mut spans = Vec::new();
         let mut line_start = 0;
         for line in text.split_inclusive('\n') {
@@ -137,6 +157,11 @@ impl OrganisationFinder {
             let mut j = i + 1;
             while j < tokens.len() && !run.last().is_some_and(|w| w.closed) {
                 let w = tokens[j];
+                // A dash or a slash between words parts two phrases ("Progress Note — Hospital").
+                let gap = &line[run.last().map_or(w.start, |p| p.end)..w.start];
+                if !gap.chars().all(char::is_whitespace) {
+                    break;
+                }
                 if capitalised(&w) || CONNECTORS.contains(&lower(&w).as_str()) {
                     run.push(w);
                     j += 1;
@@ -201,6 +226,22 @@ impl OrganisationFinder {
                 last = k - 1;
             }
         }
+        // A head that leads its name: "Hôpital Sainte-Ursule-du-Parc", "CLSC du Plateau".
+        if last == head && self.leading_heads.contains(keys[head].as_str()) {
+            let mut k = head + 1;
+            while k < run.len()
+                && (CONNECTORS.contains(&keys[k].as_str())
+                    || self.is_distinctive(&line[run[k].start..run[k].end], &keys[k], words))
+            {
+                k += 1;
+            }
+            while k > head + 1 && CONNECTORS.contains(&keys[k - 1].as_str()) {
+                k -= 1;
+            }
+            if k > head + 1 {
+                last = k - 1;
+            }
+        }
         // Leading words that are not part of the name: connectors, plain words, and an
         // ordinary word that starts the sentence or an all-capitals line.
         let mut first = 0;
@@ -221,6 +262,19 @@ impl OrganisationFinder {
                             || words.is_medical_word(word) && !words.is_dictionary_name(word))
                             && (words.is_common_word(word) || words.is_medical_word(word))
                             && self.has_distinctive_after(line, run, &keys, first + 1, head, words));
+            // "Hearing at …", "Followed at the …": a word before "at", "to", "from" … is
+            // what happened there, not the place's name.
+            let before_preposition = first + 1 < head
+                && matches!(keys[first + 1].as_str(), "at" | "to" | "from" | "in" | "by" | "with" | "on")
+                && !self.modifiers.contains(k)
+                && !self.heads.contains(k);
+            if before_preposition {
+                first += 1;
+                while first < head && CONNECTORS.contains(&keys[first].as_str()) {
+                    first += 1;
+                }
+                continue;
+            }
             if !droppable {
                 break;
             }
@@ -270,6 +324,51 @@ impl OrganisationFinder {
     }
 }
 
+/// `text` with the line breaks that wrap a name ("Trinity\n  Lutheran Church", "Metro
+/// Prairie Community\nCollege") turned into spaces of the same length, so offsets hold: a
+/// break between a capitalised word ending one line and a capitalised word starting the
+/// next, with no punctuation and no blank line between.
+fn join_wrapped_names(text: &str) -> String {
+    let mut joined = text.as_bytes().to_vec();
+    let bytes = text.as_bytes();
+    for (at, _) in text.match_indices('\n') {
+        let before = &text[..at];
+        let last_word_start = before
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !c.is_alphanumeric() && !matches!(c, '\'' | '’' | '-' | '.'))
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        let last_word = &before[last_word_start..];
+        let ends_capitalised = last_word.chars().next().is_some_and(char::is_uppercase)
+            && last_word.chars().last().is_some_and(char::is_alphabetic);
+        let indent = text[at + 1..].len() - text[at + 1..].trim_start_matches([' ', '\t']).len();
+        let next = at + 1 + indent;
+        let starts_capitalised = text[next..].chars().next().is_some_and(char::is_uppercase);
+        // The next line's first word must not be a label ("Phone:") or a list item.
+        let next_word: &str = text[next..].split(|c: char| c.is_whitespace()).next().unwrap_or("");
+        // Headers and table rows are lines of their own: a line of capitals or one with a tab.
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let next_end = text[next..].find('\n').map_or(text.len(), |i| next + i);
+        let table_or_header = |line: &str| {
+            line.contains('\t') || line.chars().filter(|c| c.is_alphabetic()).all(|c| !c.is_lowercase())
+        };
+        if ends_capitalised
+            && starts_capitalised
+            && !next_word.ends_with(':')
+            && last_word_start < at
+            && !table_or_header(&text[line_start..at])
+            && !table_or_header(&text[next..next_end])
+        {
+            for b in &mut joined[at..next] {
+                *b = b' ';
+            }
+        }
+    }
+    let _ = bytes;
+    // Only ASCII bytes ('\n', ' ', '\t') were replaced by spaces, so the text is still UTF-8.
+    String::from_utf8(joined).unwrap_or_else(|_| text.to_string())
+}
+
 /// Words that open a phrase before a name and never start one.
 const LEADING_GRAMMAR_WORDS: &[&str] = &[
     "the", "a", "an", "at", "to", "from", "in", "of", "on", "and", "or", "with", "by", "for", "per", "via",
@@ -283,7 +382,9 @@ const LEADING_GRAMMAR_WORDS: &[&str] = &[
 fn trailing_designation(rest: &str) -> usize {
     static DESIGNATION: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let designation = DESIGNATION.get_or_init(|| {
-        regex::Regex::new(r"^(?:,?\s*(?:LLC|L\.L\.C\.|Inc\.?|Ltd\.?|PLLC|LLP|PC|P\.C\.|Co\.|Corp\.?|PLC|GmbH|LP)(?-u:\b)|\s*(?:#|No\.?\s*|Store\s*#?\s*)[0-9]{1,6}(?-u:\b))")
+        regex::Regex::new(
+            r"^(?:(?:,?\s*\(?(?i:l\.l\.c\.|p\.c\.|p\.a\.|s\.a\.|s\.p\.a\.|b\.v\.|n\.v\.|inc\.|ltd\.|co\.|corp\.|pvt\.|pty\.|de\s+c\.v\.)\)?|,?\s*\(?(?:(?i:llc|inc|ltd|pllc|llp|corp|plc|gmbh|pty|pvt|private|limited)|PC|LP|CIC|ULC|SAS|SARL|SRL|SpA|SPA|BV|NV|AG|Oy|AB|AS|ApS|Sdn\s+Bhd|Bhd|Pte|KK)(?-u:\b)\)?)+|\s*(?:#|No\.?\s*|Store\s*#?\s*)[0-9]{1,6}(?-u:\b))",
+        )
             .expect("designation pattern compiles")
     });
     designation.find(rest).map_or(0, |m| m.end())

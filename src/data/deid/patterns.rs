@@ -3,7 +3,10 @@
 
 use regex::Regex;
 
-use super::calendar::{MONTH_NAMES as MONTHS_FULL, ORDINAL_WORDS, UNIT_WORDS, WEEKDAY_NAMES};
+use super::calendar::{
+    AMBIGUOUS_FOREIGN_MONTHS, FOREIGN_MONTH_NAMES, FOREIGN_WEEKDAY_NAMES, MONTH_NAMES as MONTHS_FULL,
+    ORDINAL_WORDS, UNIT_WORDS, WEEKDAY_NAMES,
+};
 use crate::data::lexicon::lexicon;
 use crate::data::phi::PhiCategory;
 
@@ -110,8 +113,24 @@ pub(crate) fn build_patterns() -> Vec<Pattern> {
         .flat_map(|m| [m.to_string(), m.to_uppercase()])
         .collect::<Vec<_>>()
         .join("|");
-    let weekdays =
-        WEEKDAY_NAMES.iter().flat_map(|d| [d.to_string(), d[..3].to_string()]).collect::<Vec<_>>().join("|");
+    let weekdays = WEEKDAY_NAMES
+        .iter()
+        .flat_map(|d| [d.to_string(), d[..3].to_string()])
+        .chain(["Tues", "Weds", "Thur", "Thurs"].map(String::from))
+        .collect::<Vec<_>>()
+        .join("|");
+    let foreign_month = FOREIGN_MONTH_NAMES.join("|");
+    let foreign_month_alone = FOREIGN_MONTH_NAMES
+        .iter()
+        .filter(|m| !AMBIGUOUS_FOREIGN_MONTHS.contains(m))
+        .copied()
+        .collect::<Vec<_>>()
+        .join("|");
+    let foreign_weekday = FOREIGN_WEEKDAY_NAMES.join("|");
+    // Words of other languages may end in a letter outside ASCII ("lunedì"), where an
+    // ASCII word boundary does not hold: the letters around are matched and left out.
+    let not_letter_before = format!("(?:^|[^{LETTER}0-9])");
+    let not_letter_after = format!("(?:[^{LETTER}0-9]|$)");
     let age_words = age_word_alternation();
     let state_names = {
         let mut names: Vec<String> = lexicon().states.iter().map(|(n, _)| regex::escape(n)).collect();
@@ -353,6 +372,39 @@ pub(crate) fn build_patterns() -> Vec<Pattern> {
             0,
             Date,
             no_unit_follows,
+        ),
+        // Dates in French, Spanish, Portuguese, Italian, German and Dutch: "28 mars", "7 de
+        // febrero de 2024", "mercredi 3 avril", "15. März", "maio de 2023", "en enero".
+        pattern(
+            &format!(
+                r"(?i){not_letter_before}((?:(?:{foreign_weekday}),?\s+)?{day}\.?\s+(?:de\s+)?(?:{foreign_month})\.?(?:,?\s+(?:de\s+)?{year})?){not_letter_after}"
+            ),
+            1,
+            Date,
+        ),
+        pattern(
+            &format!(
+                r"(?i){not_letter_before}((?:{foreign_month})\.?,?\s+(?:de\s+)?{year}){not_letter_after}"
+            ),
+            1,
+            Date,
+        ),
+        pattern(&format!(r"(?i){not_letter_before}((?:{foreign_month_alone})){not_letter_after}"), 1, Date),
+        pattern(
+            &format!(
+                r"(?i){not_letter_before}((?:{foreign_weekday})(?:,?\s+{day}(?-u:\b))?){not_letter_after}"
+            ),
+            1,
+            Date,
+        ),
+        // Day and month without a year: "17-Sep", "28-MAR", and day/month where the day
+        // cannot be a month ("28/05", "20/9").
+        pattern(&format!(r"(?-u:\b)[0-3]?[0-9]-(?:{month_short}|Sept|SEPT)(?-u:\b)"), 0, Date),
+        checked(
+            r"(?-u:\b)(?:1[3-9]|2[0-9]|3[01])/(?:0?[1-9]|1[0-2])(?-u:\b)",
+            0,
+            Date,
+            day_month_reads_as_date,
         ),
         // Month/day anywhere ("4/12"), unless it reads as a score or a fraction: "5/5
         // strength", "2/6 murmur", "7/10 pain", "1/2 tab", "3/4 nodes".
@@ -622,6 +674,12 @@ fn no_unit_follows(text: &str, _start: usize, end: usize) -> bool {
 fn not_followed_by_day(text: &str, _start: usize, end: usize) -> bool {
     let digit_next = |at: usize| text[at..].starts_with(|c: char| c.is_ascii_digit());
     !(digit_next(end) || text[end..].starts_with(['-', '/']) && digit_next(end + 1))
+}
+
+/// Whether a day/month match ("28/05") is a date: as month/day below, and not "24/7"
+/// (round the clock).
+fn day_month_reads_as_date(text: &str, start: usize, end: usize) -> bool {
+    &text[start..end] != "24/7" && month_day_reads_as_date(text, start, end)
 }
 
 /// Whether a month/day match ("4/12") is a date rather than a score, a fraction or a count

@@ -446,8 +446,16 @@ const EMPTY_VALUES: &[&str] = &[
 /// What a label announces, from its words (`patient_name`, "Emergency contact",
 /// "Hospital no.").
 pub(crate) fn classify_label(label: &str) -> Option<FieldKind> {
-    let normal: String =
-        label.chars().map(|c| if c.is_alphanumeric() { c.to_ascii_lowercase() } else { ' ' }).collect();
+    // "postalCode", "birthDate", "phoneNumber": a key's words are split at its capitals.
+    let mut normal = String::with_capacity(label.len() + 4);
+    let mut previous_lower = false;
+    for c in label.chars() {
+        if c.is_uppercase() && previous_lower {
+            normal.push(' ');
+        }
+        previous_lower = c.is_lowercase();
+        normal.push(if c.is_alphanumeric() { c.to_ascii_lowercase() } else { ' ' });
+    }
     let mut words: Vec<&str> = normal.split_whitespace().collect();
     // "SSN last 4", "card last four digits": the last digits of an identifier.
     let joined = words.join(" ");
@@ -613,6 +621,13 @@ fn labelled_fields(text: &str, lines: &[(usize, &str)], words: &Words, spans: &m
             {
                 continue;
             }
+            // A JSON key: its string, its value a string, an array of strings or a scalar.
+            if separator == ':' && line[..colon].trim_end().ends_with('"') {
+                json_field(line, colon, words, &mut |start, end, category| {
+                    spans.push(PhiSpan { start: offset + start, end: offset + end, category });
+                });
+                continue;
+            }
             let Some(label_start) = label_start(line, colon) else { continue };
             let label = &line[label_start..colon];
             let Some(kind) = classify_label(label) else { continue };
@@ -628,6 +643,56 @@ fn labelled_fields(text: &str, lines: &[(usize, &str)], words: &Words, spans: &m
         }
     }
     let _ = text;
+}
+
+/// The value of the JSON key that ends before `colon` (`"city": "Manilla"`, `"given":
+/// ["Thi", "Hoa"]`, `"postalCode": 2346`), each string of it reported on its own. FHIR's
+/// `family` and `given` name a person.
+fn json_field(line: &str, colon: usize, words: &Words, report: &mut dyn FnMut(usize, usize, PhiCategory)) {
+    let key_end = line[..colon].trim_end().len() - 1;
+    let Some(key_start) = line[..key_end].rfind('"').map(|i| i + 1) else { return };
+    let key = &line[key_start..key_end];
+    let kind = match key {
+        "family" | "given" => Some(FieldKind::Name),
+        _ => classify_label(key),
+    };
+    let Some(kind) = kind else { return };
+    let mut at = colon + 1;
+    at += line[at..].len() - line[at..].trim_start().len();
+    let in_array = line[at..].starts_with('[');
+    if in_array {
+        at += 1;
+    }
+    loop {
+        at += line[at..].len() - line[at..].trim_start().len();
+        let (start, end, next) = if line[at..].starts_with('"') {
+            let body = at + 1;
+            let close = line[body..]
+                .char_indices()
+                .scan(false, |escaped, (i, c)| {
+                    let closes = c == '"' && !*escaped;
+                    *escaped = c == '\\' && !*escaped;
+                    Some((i, closes))
+                })
+                .find(|&(_, closes)| closes)
+                .map_or(line.len(), |(i, _)| body + i);
+            (body, close, (close + 1).min(line.len()))
+        } else {
+            let end = line[at..].find([',', '}', ']']).map_or(line.len(), |i| at + i);
+            (at, end, end)
+        };
+        if start < end
+            && let Some((s, e)) = value_span(line, start, end, kind, words)
+        {
+            report(s, e, category_of(kind, key));
+        }
+        at = next;
+        at += line[at..].len() - line[at..].trim_start().len();
+        if !(in_array && line[at..].starts_with(',')) {
+            break;
+        }
+        at += 1;
+    }
 }
 
 /// Where the label before `colon` starts: after the line's start, a run of two spaces, a

@@ -256,3 +256,89 @@ fn ages_over_89_in_context_and_non_us_postcodes_are_found() {
         found("At 92 bpm she felt dizzy; SpO2 (95%) on air.")
     );
 }
+
+#[test]
+fn dates_of_other_languages_and_without_a_year_are_found() {
+    for (text, date) in [
+        ("Vue le 28 mars pour suivi.", "28 mars"),
+        ("Consulta el martes 12 de marzo de 2024 en la clínica.", "martes 12 de marzo de 2024"),
+        ("Alta em maio de 2023.", "maio de 2023"),
+        ("Síntomas desde enero.", "enero"),
+        ("Rendez-vous lunedì prossimo.", "lunedì"),
+        ("Aufnahme am 15. März 2024.", "15. März 2024"),
+        ("Bloods 17-Sep showed a rise.", "17-Sep"),
+        ("Reviewed 28/05 by the team.", "28/05"),
+        ("Phone review Thurs 12/21 9am.", "Thurs 12/21 9am"),
+    ] {
+        assert!(finds(text, date), "{date} not found in {text:?}: {:?}", found(text));
+    }
+    // Round the clock, Mayo the clinic, and Mars the planet are no dates.
+    for (text, not_a_date) in [
+        ("Needs 24/7 supervision at home.", "24/7"),
+        ("Referred to the Mayo Clinic.", "Mayo"),
+        ("Mars bar at lunch.", "Mars"),
+    ] {
+        assert!(
+            !found(text).iter().any(|(t, c)| *c == PhiCategory::Date && t.contains(not_a_date)),
+            "{not_a_date} read as a date in {text:?}: {:?}",
+            found(text)
+        );
+    }
+}
+
+#[test]
+fn a_postcode_after_its_town_is_found_and_a_year_after_a_town_is_not() {
+    for (text, code) in [
+        ("Lives at 12 Duporth Ave, Maroochydore QLD 4558.", "4558"),
+        ("Home: 14 NY 112, Gugulethu, Cape Town 7750 (postal).", "7750"),
+    ] {
+        assert!(finds(text, code), "{code} not found in {text:?}: {:?}", found(text));
+    }
+    let text = "She moved to Denver 2019 and works there.";
+    assert!(!found(text).iter().any(|(t, _)| t == "2019"), "{:?}", found(text));
+}
+
+#[test]
+fn json_keys_say_what_their_values_are() {
+    let text = r#"{"name": [{"family": "Quaxley", "given": ["Thi", "Zorba"]}], "address": [{"city": "Manilla", "postalCode": "2346"}], "gender": "female"}"#;
+    for value in ["Quaxley", "Thi", "Zorba", "Manilla", "2346"] {
+        assert!(finds(text, value), "{value} not found: {:?}", found(text));
+    }
+    assert!(!found(text).iter().any(|(t, _)| t.contains("female")), "{:?}", found(text));
+}
+
+#[test]
+fn organisation_names_wrapped_over_a_line_led_by_their_kind_or_with_a_designation_are_found() {
+    for (text, name) in [
+        ("She attends Trinity\n  Lutheran Church on Sundays.", "Trinity\n  Lutheran Church"),
+        ("Enrolled at Metro Prairie Community\nCollege since fall.", "Metro Prairie Community\nCollege"),
+        ("Transfer from Hôpital Sainte-Ursule-du-Parc overnight.", "Hôpital Sainte-Ursule-du-Parc"),
+        ("Followed at the CLSC du Plateau-Laurier weekly.", "CLSC du Plateau-Laurier"),
+        (
+            "Seen at Prairie Lantern Neurology Associates, P.C. last week.",
+            "Prairie Lantern Neurology Associates, P.C.",
+        ),
+        (
+            "Run by LOWVELD EMERGENCY MEDICAL SERVICES (PTY) LTD to casualty.",
+            "LOWVELD EMERGENCY MEDICAL SERVICES (PTY) LTD",
+        ),
+        ("Referred by Tamworth Rural Health Service today.", "Tamworth Rural Health Service"),
+    ] {
+        assert!(finds(text, name), "{name:?} not found in {text:?}: {:?}", found(text));
+    }
+    // A title over a line of its own and a phrase after a dash are not joined into one.
+    let text = "MICU Daily Progress Note — Hospital Day 3\nCOLLECT_DT\tPATIENT\tMRN\nWorks at Rideau Canal Boatworks as a welder.";
+    let hits = found(text);
+    assert!(
+        !hits.iter().any(|(t, _)| t.contains("Progress") || t.contains("PATIENT") || t.ends_with(" as")),
+        "{hits:?}"
+    );
+}
+
+#[test]
+fn two_unknown_capitalised_words_are_a_name_at_the_start_of_a_sentence_too() {
+    let text = "Krisztián Szöllösy listed his concerns. Tomomi Nishiyama lives nearby.";
+    for name in ["Krisztián Szöllösy", "Tomomi Nishiyama"] {
+        assert!(finds(text, name), "{name} not found: {:?}", found(text));
+    }
+}
