@@ -188,8 +188,16 @@ impl PhiDetector {
         );
         spans.extend(self.organisations.find(text, &self.words));
         spans.extend(structured_spans(text, &self.words));
+        // An HL7 message's names are searched for in its free text as the record's own are.
+        let (message_spans, message_names) = super::hl7::hl7_spans(text);
+        spans.extend(message_spans);
+        let known_names: std::borrow::Cow<'_, [String]> = if message_names.is_empty() {
+            std::borrow::Cow::Borrowed(&known.names)
+        } else {
+            std::borrow::Cow::Owned(known.names.iter().cloned().chain(message_names).collect())
+        };
         spans.extend(super::addresses::address_blocks(text, &self.words));
-        spans.extend(self.names.find(text, &self.words, &guarded, &known.names));
+        spans.extend(self.names.find(text, &self.words, &guarded, &known_names));
         self.cities(text, &guarded, &mut spans);
         self.postcodes_after_places(text, &mut spans);
         known_values(text, &known.values, &mut spans);

@@ -30,8 +30,12 @@ fn digit_tokens(text: &str) -> Vec<(usize, usize)> {
         let start = at;
         let mut end = at;
         while end < bytes.len() {
+            // A caret joins an exponent ("10^9/L"); before a letter it parts the components
+            // of an HL7 field ("O23.02^Infection", "ADT^A01").
+            let next = bytes.get(end + 1);
             let inner_joiner = is_joiner(bytes[end])
-                && bytes.get(end + 1).is_some_and(u8::is_ascii_alphanumeric)
+                && next.is_some_and(u8::is_ascii_alphanumeric)
+                && (bytes[end] != b'^' || next.is_some_and(u8::is_ascii_digit))
                 && end > start;
             if bytes[end].is_ascii_alphanumeric() || inner_joiner {
                 end += 1;

@@ -6,6 +6,7 @@ mod addresses;
 mod calendar;
 mod dates;
 mod detect;
+mod hl7;
 mod identifiers;
 mod names;
 mod normalize;
