@@ -54,6 +54,10 @@ pub struct PhiDetector {
     /// A postcode after a town: an optional region abbreviation, then four to six digits
     /// ("Cape Town 7750", "Maroochydore QLD 4558", "Tamworth NSW 2340").
     postcode_after_place: Regex,
+    /// A unit, level or lot before a street address ("Level 2, ", "Shop 3/", "apt 3, ")
+    /// and one after it (", Int. 4", ", Apt 5B").
+    unit_before_address: Regex,
+    unit_after_address: Regex,
     /// What may follow a date as its time, or a phone number as its extension.
     date_time_after: Regex,
     weekday_before: Regex,
@@ -96,7 +100,18 @@ impl PhiDetector {
         let postcode_after_place =
             Regex::new(r"^,?[ \t]{0,3}(?:([A-Z]{2,3})\.?,?[ \t]{1,3})?([0-9]{4,6})(?-u:\b)")
                 .expect("postcode pattern compiles");
+        let unit_words = r"unit|apt|apartment|suite|ste|level|lvl|floor|fl|shop|flat|house|plot|lot|stand|block|blk|bldg|building|room|rm|app|appt|apto|int|interior|dept|piso|purok|site|box";
+        let unit_before_address = Regex::new(&format!(
+            r"(?i:(?:(?-u:\b)(?:{unit_words})\.?[ \t]*#?[ \t]*[0-9]{{1,5}}[a-z]?[ \t]*[,/]?[ \t]*)+|(?-u:\b)[0-9]{{1,5}}[a-z]?[ \t]*/[ \t]*)$"
+        ))
+        .expect("unit pattern compiles");
+        let unit_after_address = Regex::new(&format!(
+            r"^,?[ \t]*(?i:(?:{unit_words}|#)\.?[ \t]*#?[ \t]*[0-9]{{1,5}}[a-z]?)(?-u:\b)"
+        ))
+        .expect("unit pattern compiles");
         PhiDetector {
+            unit_before_address,
+            unit_after_address,
             postcode_after_place,
             patterns: build_patterns(),
             words,
@@ -315,7 +330,8 @@ impl PhiDetector {
     }
 
     /// A time written after a date is part of it ("03/14/2024 08:30", "March 3 at 2 PM"),
-    /// and so is a weekday before it; an extension is part of its phone number.
+    /// and so is a weekday before it; an extension is part of its phone number, a unit or
+    /// a level part of its street address.
     fn extend_dates_and_phones(&self, text: &str, spans: &mut [PhiSpan]) {
         for span in spans.iter_mut() {
             match span.category {
@@ -326,6 +342,15 @@ impl PhiDetector {
                     let from = text[..span.start].char_indices().rev().nth(15).map_or(0, |(i, _)| i);
                     if let Some(m) = self.weekday_before.find(&text[from..span.start]) {
                         span.start = from + m.start();
+                    }
+                }
+                PhiCategory::Address => {
+                    let from = text[..span.start].char_indices().rev().nth(40).map_or(0, |(i, _)| i);
+                    if let Some(m) = self.unit_before_address.find(&text[from..span.start]) {
+                        span.start = from + m.start();
+                    }
+                    if let Some(m) = self.unit_after_address.find(&text[span.end..]) {
+                        span.end += m.end();
                     }
                 }
                 PhiCategory::Phone | PhiCategory::Fax => {

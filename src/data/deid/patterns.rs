@@ -327,6 +327,35 @@ pub(crate) fn build_patterns() -> Vec<Pattern> {
             1,
             Zip,
         ),
+        // A street named without its number ("off Magazine St", "Queen Elizabeth Road",
+        // "Alhaji Lamidi Close"): capitalised words before a street word that only streets
+        // carry, unless it starts another name ("St Mary's").
+        checked(
+            &format!(
+                r"((?:{UPPER}[{LETTER}'’-]+\s+(?:(?:of|the|de|la|del)\s+)?){{1,3}}(?:Street|St|Road|Rd|Avenue|Ave|Boulevard|Blvd|Lane|Ln|Close|Crescent|Cres|Parkway|Pkwy|Highway|Hwy|Terrace|Esplanade|Way)\.?)(?-u:\b)"
+            ),
+            1,
+            Address,
+            street_without_number,
+        ),
+        // The house number before the street's kind, in French, Spanish, Portuguese and
+        // Italian ("4550, rue Saint-Denis", "1010, avenue du Mont-Royal Est").
+        pattern(
+            &format!(
+                r"(?-u:\b)([0-9]{{1,5}}[A-Z]?,?\s+(?i:rue|avenue|av\.|boulevard|boul\.|bd|chemin|ch\.|route|rang|place|allée|impasse|calle|avenida|carrera|rua|travessa|via|viale|piazza|corso)\s+(?:(?:de|du|des|la|le|del|da|do|dos|di|della)\s+)?{UPPER}[{LETTER}'’.-]*(?:\s+(?:(?:de|du|des|la|le|del|da|do|dos|di|della)\s+)?{UPPER}[{LETTER}'’.-]*){{0,4}})"
+            ),
+            1,
+            Address,
+        ),
+        // Districts named after their kind: a Mexican colonia, a Philippine barangay, an
+        // Irish county ("Col. Anáhuac", "Brgy. Pinyahan", "Co. Kerry").
+        pattern(
+            &format!(
+                r"(?-u:\b)((?:Col|Colonia|Brgy|Barangay|Bgy|Co|Fracc|Fraccionamiento|Barrio)\.?\s+{UPPER}[{LETTER}'’-]+(?:\s+{UPPER}[{LETTER}'’-]+){{0,2}})"
+            ),
+            1,
+            City,
+        ),
         // Apartment and suite numbers, European street names with their house number.
         pattern(
             r"(?-u:\b)(?:Apt|Apartment|Suite|Ste|Unit|Flat|Lot|Space|Trlr|Trailer)\.?\s*#?\s*(?:[0-9]{1,5}[A-Z]?|[A-Z])(?-u:\b)",
@@ -674,6 +703,32 @@ fn no_unit_follows(text: &str, _start: usize, end: usize) -> bool {
 fn not_followed_by_day(text: &str, _start: usize, end: usize) -> bool {
     let digit_next = |at: usize| text[at..].starts_with(|c: char| c.is_ascii_digit());
     !(digit_next(end) || text[end..].starts_with(['-', '/']) && digit_next(end + 1))
+}
+
+/// A street name without a number: not "St Mary's" (a saint before a name), not "No Way",
+/// and not a phrase whose words are all ordinary ones before "Way" or "Close".
+fn street_without_number(text: &str, start: usize, end: usize) -> bool {
+    let phrase = &text[start..end];
+    let mut words: Vec<&str> = phrase.split_whitespace().collect();
+    let Some(suffix) = words.pop() else { return false };
+    let suffix = suffix.trim_end_matches('.');
+    let next_capitalised =
+        text[end..].strip_prefix(' ').is_some_and(|rest| rest.chars().next().is_some_and(char::is_uppercase));
+    if suffix == "St" && next_capitalised {
+        return false;
+    }
+    let vocabulary = super::words::Words::shared();
+    let ordinary = |w: &str| vocabulary.is_known_word(w) && !vocabulary.is_dictionary_name(w);
+    // "Way", "Close" and "Lane" end everyday phrases too ("the Right Way", "Memory Lane").
+    if matches!(suffix, "Way" | "Close" | "Lane" | "Ln") && words.iter().all(|w| ordinary(w)) {
+        return false;
+    }
+    !words.iter().all(|w| {
+        matches!(
+            w.to_lowercase().as_str(),
+            "the" | "on" | "in" | "at" | "of" | "off" | "to" | "from" | "near"
+        )
+    })
 }
 
 /// Whether a day/month match ("28/05") is a date: as month/day below, and not "24/7"

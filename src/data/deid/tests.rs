@@ -342,3 +342,30 @@ fn two_unknown_capitalised_words_are_a_name_at_the_start_of_a_sentence_too() {
         assert!(finds(text, name), "{name} not found: {:?}", found(text));
     }
 }
+
+#[test]
+fn streets_without_a_number_units_before_an_address_and_districts_are_found() {
+    for (text, address) in [
+        ("She lives off Magazine St near the park.", "Magazine St"),
+        ("Met at the corner of High St and Queen Elizabeth Road.", "Queen Elizabeth Road"),
+        ("House 7, Alhaji Lamidi Close, off Ring Road, Ibadan.", "House 7, Alhaji Lamidi Close"),
+        ("Office at Level 2, 33 Adelaide Road, Wellington.", "Level 2, 33 Adelaide Road"),
+        ("Home: 2/48 Station St, Narellan.", "2/48 Station St"),
+        ("Adresse : app. 12, 4550, rue Saint-Denis, Montréal.", "app. 12, 4550, rue Saint-Denis"),
+        (
+            "Domicilio: Calle Francisco Villa 2318, Int. 4, Col. Anáhuac.",
+            "Calle Francisco Villa 2318, Int. 4",
+        ),
+        ("Domicilio: Calle Francisco Villa 2318, Int. 4, Col. Anáhuac.", "Col. Anáhuac"),
+    ] {
+        assert!(finds(text, address), "{address:?} not found in {text:?}: {:?}", found(text));
+    }
+    // A saint before a name and everyday phrases are no streets.
+    for text in ["Admitted to St Mary's ward.", "There is No Way to know.", "A trip down Memory Lane."] {
+        assert!(
+            !found(text).iter().any(|(_, c)| *c == PhiCategory::Address),
+            "street found in {text:?}: {:?}",
+            found(text)
+        );
+    }
+}

@@ -183,6 +183,13 @@ impl Words {
         self.surnames.contains(&base_form(word))
     }
 
+    /// One set of vocabularies for checks that have no detector at hand (a pattern's
+    /// filter), built on first use.
+    pub(crate) fn shared() -> &'static Words {
+        static SHARED: std::sync::OnceLock<Words> = std::sync::OnceLock::new();
+        SHARED.get_or_init(Words::new)
+    }
+
     /// A dictionary name that is no ordinary or clinical word.
     pub(crate) fn is_unambiguous_name(&self, word: &str) -> bool {
         let lower = base_form(word);
