@@ -1,6 +1,7 @@
 //! Integration tests: the real `medllm` binary driven as users run it.
 #![allow(missing_docs)]
 
+mod cli_chat_template;
 mod cli_data;
 mod cli_eval;
 mod cli_extract;
