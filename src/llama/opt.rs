@@ -217,6 +217,12 @@ impl<'m> Trainer<'m> {
                 reason: format!("a window of {} tokens is too short", params.window),
             });
         }
+        if model.repacked {
+            // Repacked weights serve forward products only; the backward pass would abort.
+            return Err(LlamaError::TrainSetup {
+                reason: "the model was loaded with repacked weights; load it with ModelParams::repack off to train".into(),
+            });
+        }
         if params.trainable == Trainable::AdaptersOnly && adapters.is_empty() {
             return Err(LlamaError::LoraInit { reason: "adapter training needs an adapter".into() });
         }

@@ -13,8 +13,13 @@ use crate::test_support::tiny_model_path;
 /// llama.cpp pads its context to a multiple of 256; the window must fill it (see Trainer::new).
 const WINDOW: usize = 256;
 
+/// Training models are loaded without repacked weights, as finetune loads them.
+fn training_params() -> ModelParams {
+    ModelParams { repack: false, ..ModelParams::default() }
+}
+
 fn tiny_model() -> Model {
-    Model::load(tiny_model_path(), &ModelParams::default()).unwrap()
+    Model::load(tiny_model_path(), &training_params()).unwrap()
 }
 
 fn lora(seed: u64) -> LoraInit {
@@ -302,7 +307,7 @@ fn optimizer_state_resumes_exactly() {
 fn full_fine_tuning_changes_the_model_tensors() {
     // Trained weights are written in place: the file must not be memory-mapped read-only.
     let model =
-        Model::load(tiny_model_path(), &ModelParams { use_mmap: false, ..ModelParams::default() }).unwrap();
+        Model::load(tiny_model_path(), &ModelParams { use_mmap: false, ..training_params() }).unwrap();
     let before = model.tensor_bytes("blk.0.attn_q.weight").unwrap();
     let full = TrainerParams { trainable: Trainable::AllModelTensors, ..params(Optimizer::AdamW, 1) };
     let mut trainer = Trainer::new(&model, &[], &full).unwrap();
@@ -327,7 +332,7 @@ fn f32_values(bytes: &[u8]) -> Vec<f32> {
 /// difference of the loss (evaluated without training, step 0.03) for the three weights of
 /// each of `names` with the largest gradients, within 5%.
 fn assert_gradients_match_finite_differences(path: &Path, names: &[&str]) {
-    let model = Model::load(path, &ModelParams { use_mmap: false, ..ModelParams::default() }).unwrap();
+    let model = Model::load(path, &ModelParams { use_mmap: false, ..training_params() }).unwrap();
     let arch = model.architecture().to_string();
     let sgd = TrainerParams { trainable: Trainable::AllModelTensors, ..params(Optimizer::Sgd, 1) };
     let mut trainer = Trainer::new(&model, &[], &sgd).unwrap();
@@ -461,7 +466,7 @@ fn an_op_without_a_backward_pass_is_refused_before_any_change() {
     // the first window names it (evaluation too: the trainer's optimizer builds the backward
     // graph for every window) and leaves the adapter untouched.
     let (dir, path) = tiny_model_of("stablelm");
-    let model = Model::load(&path, &ModelParams::default()).unwrap();
+    let model = Model::load(&path, &training_params()).unwrap();
     let adapter = LoraAdapter::new_trainable(&model, &lora(1)).unwrap();
     let mut trainer = Trainer::new(&model, &[&adapter], &params(Optimizer::AdamW, 1)).unwrap();
     trainer.set_step(step(1e-2));
@@ -487,4 +492,15 @@ fn an_op_without_a_backward_pass_is_refused_before_any_change() {
         .flat_map(|(_, v)| v.iter())
         .fold(0.0f32, |m, x| m.max(x.abs()));
     assert_eq!(b_max, 0.0, "B starts at zero and no step ran");
+}
+
+#[test]
+fn a_model_with_repacked_weights_is_refused_for_training() {
+    // llama.cpp's repacked layouts (Q4_K on AVX2 machines, as Gemma 3's Q4_K_M file has)
+    // serve forward products only: training them aborted the process in the scheduler.
+    let model = Model::load(tiny_model_path(), &ModelParams::default()).unwrap();
+    let adapter = LoraAdapter::new_trainable(&model, &lora(1)).unwrap();
+    let err = Trainer::new(&model, &[&adapter], &params(Optimizer::AdamW, 1)).unwrap_err();
+    assert!(matches!(err, LlamaError::TrainSetup { .. }), "{err}");
+    assert!(err.to_string().contains("repack"), "{err}");
 }

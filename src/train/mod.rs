@@ -256,7 +256,8 @@ pub fn finetune(
         (None, true) => f32_base(settings, &mut notes, observer)?,
         (_, false) => settings.model.clone(),
     };
-    let model = Model::load(&model_path, &ModelParams { use_mmap: !full, vocab_only: false })?;
+    // No repacked weights: the backward pass dequantises the frozen base's matrices.
+    let model = Model::load(&model_path, &ModelParams { use_mmap: !full, vocab_only: false, repack: false })?;
     if !full && !base_is_f32(&settings.model)? {
         let note = "the base stays in its quantized type; gradients flow through it to the F32 adapter";
         observer.note(note);
