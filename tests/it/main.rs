@@ -13,6 +13,7 @@ mod cli_ollama;
 mod cli_outputs;
 mod docs;
 mod model_metadata_fuzz;
+mod real_gemma;
 mod real_model;
 mod repository;
 mod serve;
