@@ -32,6 +32,8 @@ pub struct TinyModelSpec {
     pub architecture: String,
     /// Whether the file carries a (ChatML) `tokenizer.chat_template`.
     pub chat_template: bool,
+    /// Tokens a sliding-window layer attends to (gemma2, gemma3).
+    pub sliding_window: u32,
 }
 
 /// Architectures whose own layout the tiny model can take: each differs from llama in what
@@ -52,6 +54,7 @@ impl Default for TinyModelSpec {
             seed: 42,
             architecture: "llama".into(),
             chat_template: true,
+            sliding_window: 16,
         }
     }
 }
@@ -156,16 +159,17 @@ pub fn write_tiny_model(path: &Path, spec: &TinyModelSpec) -> Result<(), GgufErr
     if spec.chat_template {
         metadata.push(("tokenizer.chat_template".into(), MetadataValue::String(CHAT_TEMPLATE.into())));
     }
-    // Sliding windows far shorter than a 256-token training window, so that they matter.
+    // Sliding windows (by default) far shorter than a 256-token training window, so that
+    // they matter.
     match arch {
         "gemma2" => metadata.extend([
-            (key("attention.sliding_window"), MetadataValue::U32(16)),
+            (key("attention.sliding_window"), MetadataValue::U32(spec.sliding_window)),
             (key("attn_logit_softcapping"), MetadataValue::F32(4.0)),
             (key("final_logit_softcapping"), MetadataValue::F32(8.0)),
         ]),
         // Every second layer attends to the whole context (Gemma 3 itself: every sixth).
         "gemma3" => metadata.extend([
-            (key("attention.sliding_window"), MetadataValue::U32(16)),
+            (key("attention.sliding_window"), MetadataValue::U32(spec.sliding_window)),
             (key("attention.sliding_window_pattern"), MetadataValue::U32(2)),
         ]),
         "stablelm" => metadata.push((key("attention.layer_norm_epsilon"), MetadataValue::F32(1e-5))),

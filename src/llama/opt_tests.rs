@@ -504,3 +504,60 @@ fn a_model_with_repacked_weights_is_refused_for_training() {
     assert!(matches!(err, LlamaError::TrainSetup { .. }), "{err}");
     assert!(err.to_string().contains("repack"), "{err}");
 }
+
+/// Mean next-token loss of `tokens` against `labels` from the model's inference logits.
+fn inference_loss(model: &Model, tokens: &[Token], labels: &[i32]) -> f64 {
+    let mut context = Context::new(
+        model,
+        &ContextParams {
+            n_ctx: WINDOW as u32,
+            n_batch: WINDOW as u32,
+            n_ubatch: WINDOW as u32,
+            ..ContextParams::default()
+        },
+    )
+    .unwrap();
+    let mut batch = Batch::new(WINDOW, 1);
+    for (i, token) in tokens.iter().enumerate() {
+        batch.add(*token, i as i32, &[0], true).unwrap();
+    }
+    context.decode(&batch).unwrap();
+    let nll = |i: usize| -> f64 {
+        let logits = context.logits(i).unwrap();
+        let max = logits.iter().cloned().fold(f32::MIN, f32::max) as f64;
+        let sum: f64 = logits.iter().map(|&l| ((l as f64) - max).exp()).sum();
+        -((logits[labels[i] as usize] as f64 - max) - sum.ln())
+    };
+    (0..tokens.len()).map(nll).sum::<f64>() / tokens.len() as f64
+}
+
+#[test]
+fn gemma3_trains_on_the_sliding_window_that_inference_uses() {
+    // The training loss of a window equals the loss inference computes (iSWA cache, layer 0
+    // attending to 16 tokens), and the window matters: the same weights with a window as
+    // long as the context give another loss, in training and in inference alike.
+    let dir = tempfile::tempdir().unwrap();
+    let losses = |sliding_window: u32| -> (f64, f64) {
+        let path = dir.path().join(format!("gemma3-{sliding_window}.gguf"));
+        let spec = crate::gguf::TinyModelSpec {
+            architecture: "gemma3".into(),
+            sliding_window,
+            ..Default::default()
+        };
+        crate::gguf::write_tiny_model(&path, &spec).unwrap();
+        let model = Model::load(&path, &training_params()).unwrap();
+        let (tokens, labels) = window(1);
+        let inference = inference_loss(&model, &tokens, &labels);
+        let adapter = LoraAdapter::new_trainable(&model, &lora(1)).unwrap();
+        let mut trainer = Trainer::new(&model, &[&adapter], &params(Optimizer::AdamW, 1)).unwrap();
+        (trainer.window(&tokens, &labels, false).unwrap(), inference)
+    };
+    let (trained_16, inferred_16) = losses(16);
+    let (trained_all, inferred_all) = losses(4096);
+    assert!((trained_16 - inferred_16).abs() < 1e-3 * inferred_16, "{trained_16} vs {inferred_16}");
+    assert!((trained_all - inferred_all).abs() < 1e-3 * inferred_all, "{trained_all} vs {inferred_all}");
+    assert!(
+        (trained_16 - trained_all).abs() > 1e-3,
+        "the window changes the loss: {trained_16} vs {trained_all}"
+    );
+}
