@@ -195,14 +195,16 @@ pub fn write_tiny_model(path: &Path, spec: &TinyModelSpec) -> Result<(), GgufErr
             (name("attn_v"), vec![embd, kv], 0.2),
             (name("attn_output"), vec![embd, embd], 0.2),
             (name("ffn_norm"), vec![embd], 0.0),
-            (name("ffn_down"), vec![ff, embd], 0.2),
         ]);
+        // In llama's order, so that the default model keeps its weights (its values are
+        // drawn in tensor order).
         if arch == "phi3" {
             // Gate and up projections fused into one matrix, split by the fused SwiGLU.
             layout.push((name("ffn_up"), vec![embd, 2 * ff], 0.2));
         } else {
             layout.extend([(name("ffn_gate"), vec![embd, ff], 0.2), (name("ffn_up"), vec![embd, ff], 0.2)]);
         }
+        layout.push((name("ffn_down"), vec![ff, embd], 0.2));
         if matches!(arch, "gemma3" | "qwen3") {
             layout.extend([
                 (name("attn_q_norm"), vec![head_dim], 0.0),
