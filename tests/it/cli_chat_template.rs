@@ -276,3 +276,35 @@ fn ollama_create_takes_the_name_as_ollama_does() {
     let neither = create(&[]);
     assert_eq!(neither.status.code(), Some(2));
 }
+
+#[test]
+fn eval_mcq_choice_on_a_bare_model_notes_once_and_a_named_template_answers_as_the_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let bare = bare_model(dir.path());
+    let questions = dir.path().join("q.jsonl");
+    let lines: Vec<String> = (0..6)
+        .map(|i| format!(r#"{{"id":"q{i}","question":"Which drug is a statin, case {i}?","options":{{"A":"atorvastatin","B":"aspirin"}},"answer_idx":"A"}}"#))
+        .collect();
+    std::fs::write(&questions, lines.join("\n")).unwrap();
+    let mcq = |model: &Path, extra: &[&str]| {
+        let answers = dir.path().join("answers.jsonl");
+        let output = medllm()
+            .args(["eval", "mcq", "--method", "choice", "-t", "1", "-m"])
+            .arg(model)
+            .arg("--questions")
+            .arg(&questions)
+            .arg("--answers")
+            .arg(&answers)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+        (stderr_of(&output), std::fs::read_to_string(&answers).unwrap())
+    };
+    let (err, _) = mcq(&bare, &[]);
+    assert_eq!(err.matches(NOTE).count(), 1, "one note for six questions: {err}");
+    let (_, own) = mcq(tiny_model(), &[]);
+    let (err, named) = mcq(&bare, &["--chat-template", "chatml"]);
+    assert!(!err.contains(NOTE), "{err}");
+    assert_eq!(own, named, "the same prompts give the same answers");
+}
