@@ -18,6 +18,8 @@
 #   MEDLLM_BIN   the medllm binary to measure (default: build, then the release binary)
 #   FINETUNE_STEPS  windows timed per fine-tuning run (default 8)
 #   BENCH_TMP    keep the GGUF section's files (the F32 model, adapter) here between runs
+#   GEMMA        0 leaves Gemma 3 270M out of the fine-tuning section (default 1: its
+#                LoRA on the Q4_K_M base and full F32 rows run beside SmolLM2's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -286,6 +288,11 @@ with open(sys.argv[2], "w") as out:
         out.write(json.dumps({"text": json.loads(line)["text"]}) + "\n")
 PY
 $medllm quantize -q "$model" "$ft_work/f32.gguf" --type f32
+gemma=""
+if [ "${GEMMA:-1}" != 0 ]; then
+  gemma="$(scripts/fetch-model.sh gemma3)"
+  $medllm quantize -q "$gemma" "$ft_work/gemma-f32.gguf" --type f32
+fi
 steps="${FINETUNE_STEPS:-8}"
 printf '| %-36s | %9s | %9s |\n' "run (ctx 256, $steps steps)" "tokens/s" "peak MiB"
 printf '| %-36s | %9s | %9s |\n' "------------------------------------" "---------" "---------"
@@ -304,6 +311,10 @@ for _ in $(seq "$reps"); do
   ft_row "LoRA rank 16, F32 base" -m "$ft_work/f32.gguf" --lora-rank 16
   ft_row "full, F32" -m "$ft_work/f32.gguf" --full
   ft_row "LoRA rank 16, Q4_1 base" -m "$model" --lora-rank 16
+  if [ -n "$gemma" ]; then
+    ft_row "Gemma 3 270M LoRA 16, Q4_K_M base" -m "$gemma" --lora-rank 16
+    ft_row "Gemma 3 270M full, F32" -m "$ft_work/gemma-f32.gguf" --full
+  fi
 done
 rm -rf "$ft_work"
 fi

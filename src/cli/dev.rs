@@ -28,9 +28,13 @@ enum DevCommand {
         /// Seed of the random weights.
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// general.architecture to record (only `llama` runs).
+        /// general.architecture to record, with that architecture's tensor layout for llama,
+        /// gemma, gemma2, gemma3, qwen2, qwen3 and phi3 (other names get llama's layout).
         #[arg(long, default_value = "llama")]
         architecture: String,
+        /// Leave out `tokenizer.chat_template`, as base models do.
+        #[arg(long)]
+        no_chat_template: bool,
     },
     /// Write a PEFT LoRA adapter folder with random weights for a GGUF base (for tests,
     /// the demo and benchmarks): every block's q/k/v/o/gate/up/down_proj.
@@ -88,8 +92,13 @@ enum DevCommand {
 
 pub(crate) fn run(args: DevArgs, global: &GlobalOptions) -> Result<Outcome> {
     match args.command {
-        DevCommand::TinyModel { output, seed, architecture } => {
-            let spec = TinyModelSpec { seed, architecture, ..TinyModelSpec::default() };
+        DevCommand::TinyModel { output, seed, architecture, no_chat_template } => {
+            let spec = TinyModelSpec {
+                seed,
+                architecture,
+                chat_template: !no_chat_template,
+                ..TinyModelSpec::default()
+            };
             write_tiny_model(&output, &spec).with_context(|| format!("cannot write {}", output.display()))?;
             if !global.quiet {
                 eprintln!("wrote {}", output.display());

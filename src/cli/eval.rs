@@ -59,6 +59,9 @@ enum EvalCommand {
 struct EvalMcqArgs {
     #[command(flatten)]
     model: ModelOptions,
+    /// Layout of the `choice` prompt.
+    #[command(flatten)]
+    template: options::ChatTemplateOptions,
     /// Questions: JSON lines ({"id", "question", "options", "answer"}, MedQA- or
     /// MedMCQA-style) or a PubMedQA-style JSON object.
     #[arg(long, value_name = "FILE")]
@@ -118,6 +121,9 @@ struct EvalSummaryArgs {
     /// Write the generated summaries as JSON lines here.
     #[arg(short = 'o', long, value_name = "FILE", requires = "model")]
     out: Option<PathBuf>,
+    /// Prompt layout of --model's summaries.
+    #[command(flatten)]
+    template: options::ChatTemplateOptions,
     /// CPU threads (default: all cores).
     #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
@@ -162,6 +168,9 @@ struct EvalReportArgs {
     /// CPU threads (default: all cores).
     #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
+    /// Prompt layout of both sides.
+    #[command(flatten)]
+    template: options::ChatTemplateOptions,
 }
 
 #[derive(Debug, Args)]
@@ -472,6 +481,7 @@ fn eval_mcq(args: EvalMcqArgs, global: &GlobalOptions) -> Result<Outcome> {
         parallel: args.parallel.max(1),
         ctx_per_sequence: args.model.ctx.min(4096),
         threads: threads_of(args.model.threads),
+        prompt_format: Some(args.template.resolve(&model, global.quiet)?),
     };
     let progress = ItemProgress::new(global, set.questions.len(), "questions");
     let answers =
@@ -575,8 +585,12 @@ fn eval_summary(args: EvalSummaryArgs, global: &GlobalOptions) -> Result<Outcome
             let model = options.load_model()?;
             let adapters = options.load_adapters(&model)?;
             let adapter_refs: Vec<_> = adapters.iter().map(|(a, s)| (a, *s)).collect();
-            let settings =
-                SummarySettings { max_tokens: args.max_tokens, ctx: 2048, threads: threads_of(args.threads) };
+            let settings = SummarySettings {
+                max_tokens: args.max_tokens,
+                ctx: 2048,
+                threads: threads_of(args.threads),
+                prompt_format: Some(args.template.resolve(&model, global.quiet)?),
+            };
             let progress = ItemProgress::new(global, docs.len(), "documents");
             let preds =
                 generate_summaries(&model, &adapter_refs, &docs, &settings, &mut |n| progress.set(n))?;
@@ -690,7 +704,12 @@ fn eval_report(args: EvalReportArgs, global: &GlobalOptions) -> Result<Outcome> 
         (None, Some(path)) => Some(Tuned::Model { path: path.clone() }),
         (None, None) => None,
     };
-    let settings = ReportSettings { base: args.base.clone(), tuned, threads: threads_of(args.threads) };
+    let settings = ReportSettings {
+        base: args.base.clone(),
+        tuned,
+        threads: threads_of(args.threads),
+        chat_template: args.template.chat_template.clone(),
+    };
     let steps = suite.task_names().len() * if settings.tuned.is_some() { 2 } else { 1 };
     let progress = ItemProgress::new(global, steps, "tasks");
     let report = run_report(&settings, &suite, &mut |what, done, _| {

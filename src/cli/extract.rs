@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use clap::Args;
 
-use super::options::{self, ModelOptions};
+use super::options::{self, ChatTemplateOptions, ModelOptions};
 use super::{GlobalOptions, Outcome};
 use crate::data::{InputOptions, read_inputs};
 use crate::extract::{
@@ -53,6 +53,8 @@ pub(crate) struct ExtractArgs {
     /// Instruction replacing the default system prompt.
     #[arg(long, value_name = "TEXT")]
     system: Option<String>,
+    #[command(flatten)]
+    template: ChatTemplateOptions,
     /// Mark records with string values not found in the source as invalid.
     #[arg(long)]
     require_grounding: bool,
@@ -90,6 +92,9 @@ pub(crate) fn run(args: ExtractArgs, global: &GlobalOptions) -> Result<Outcome> 
         let mut inputs: Vec<&Path> = args.inputs.iter().map(PathBuf::as_path).collect();
         inputs.extend(schema_file.into_iter().chain(args.grammar.as_deref()).chain(args.examples.as_deref()));
         inputs.extend(args.model.files());
+        if let Some(crate::llama::ChatTemplateArg::File(file)) = &args.template.chat_template {
+            inputs.push(file);
+        }
         crate::atomic_file::refuse_output_among_inputs(out, inputs)?;
     }
     let mut schema_examples = Vec::new();
@@ -134,6 +139,7 @@ pub(crate) fn run(args: ExtractArgs, global: &GlobalOptions) -> Result<Outcome> 
         extractive: args.extractive,
         system: args.system.clone(),
         examples,
+        prompt_format: Some(args.template.resolve(&model, global.quiet)?),
     };
     let mut extractor = Extractor::new(&model, &attached, constraint, options)?;
 

@@ -51,6 +51,8 @@ pub(crate) struct FinetuneArgs {
     /// Plain text for continued pre-training instead of chat.
     #[arg(long)]
     text: bool,
+    #[command(flatten)]
+    template: super::options::ChatTemplateOptions,
     /// Also put the loss on prompt tokens (default: responses only).
     #[arg(long)]
     train_on_prompt: bool,
@@ -186,6 +188,7 @@ pub(crate) fn run(args: FinetuneArgs, global: &GlobalOptions) -> Result<Outcome>
             Method::Lora { rank: args.lora_rank, alpha: args.lora_alpha, targets: args.lora_targets.clone() }
         },
         format: if args.text { DataFormat::Text } else { DataFormat::Chat },
+        chat_template: args.template.chat_template.clone(),
         train_on_prompt: args.train_on_prompt,
         ctx: args.ctx,
         pack: !args.no_packing,

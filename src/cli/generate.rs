@@ -5,10 +5,10 @@ use std::io::{IsTerminal, Read, Write};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 
-use super::options::{ModelOptions, SamplingOptions};
+use super::options::{ChatTemplateOptions, ModelOptions, SamplingOptions};
 use super::{GlobalOptions, Outcome};
 use crate::generate::{GenerateError, GenerationLimits, generate};
-use crate::llama::{ChatMessage, Context, Sampler, apply_chat_template};
+use crate::llama::{ChatMessage, Context, Sampler};
 
 #[derive(Debug, Args)]
 pub(crate) struct GenerateArgs {
@@ -20,9 +20,11 @@ pub(crate) struct GenerateArgs {
     /// System message placed before the prompt.
     #[arg(long, value_name = "TEXT")]
     system: Option<String>,
-    /// Send the prompt as is, without the model's chat template.
-    #[arg(long)]
+    /// Send the prompt as is (with the model's BOS), without any chat template.
+    #[arg(long, conflicts_with = "chat_template")]
     raw: bool,
+    #[command(flatten)]
+    template: ChatTemplateOptions,
     /// Most tokens to generate.
     #[arg(short = 'n', long, value_name = "N", default_value_t = 512, value_parser = super::options::count)]
     max_tokens: usize,
@@ -41,15 +43,13 @@ pub(crate) fn run(args: GenerateArgs, global: &GlobalOptions) -> Result<Outcome>
     let prompt_text = if args.raw {
         prompt_text
     } else {
-        let template = model
-            .chat_template()
-            .context("the model has no chat template; pass --raw to send the prompt as is")?;
+        let format = args.template.resolve(&model, global.quiet)?;
         let mut messages = Vec::new();
         if let Some(system) = &args.system {
             messages.push(ChatMessage::new("system", system.as_str()));
         }
         messages.push(ChatMessage::new("user", prompt_text));
-        apply_chat_template(&template, &messages, true)?
+        format.render(&messages, true)?
     };
     // A raw prompt gets the model's BOS; a templated one already carries what it needs,
     // and control tokens written in it are parsed as such.

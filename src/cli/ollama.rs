@@ -52,9 +52,12 @@ struct RecipeOptions {
     #[arg(long, value_name = "TEXT|@FILE")]
     system: Option<String>,
     /// The prompt template: `auto` derives it from the GGUF's chat template (ChatML, Llama 3,
-    /// Gemma, Mistral, Phi) with its stop strings; FILE holds an Ollama Go template.
+    /// Gemma, Mistral, Phi) with its stop strings, or gives a GGUF without one Ollama's
+    /// default `{{ .Prompt }}` (with a note); FILE holds an Ollama Go template.
     #[arg(long, value_name = "auto|FILE", default_value = "auto")]
     template: String,
+    #[command(flatten)]
+    chat_template: super::options::ChatTemplateOptions,
     /// A run parameter Ollama understands (temperature=0.2, num_ctx=4096, stop=…); repeatable.
     #[arg(long = "param", value_name = "KEY=VALUE")]
     params: Vec<String>,
@@ -89,9 +92,15 @@ struct InstallArgs {
 
 #[derive(Debug, Args)]
 struct CreateArgs {
-    /// The model's name: [HOST/]NAMESPACE/MODEL[:TAG].
+    /// The model's name: [HOST/]NAMESPACE/MODEL[:TAG] (as `ollama create NAME -f Modelfile`).
+    #[arg(value_name = "NAME", required_unless_present = "name", conflicts_with = "name")]
+    model_name: Option<String>,
+    /// The model's name, as a flag.
     #[arg(long, value_name = "NS/MODEL:TAG")]
-    name: String,
+    name: Option<String>,
+    /// The template when the Modelfile has no TEMPLATE (see `package`).
+    #[command(flatten)]
+    chat_template: super::options::ChatTemplateOptions,
     /// The Modelfile; its paths are relative to its folder.
     #[arg(short = 'f', long = "file", value_name = "Modelfile")]
     modelfile: PathBuf,
@@ -190,9 +199,16 @@ pub(crate) fn run(args: OllamaArgs, global: &GlobalOptions) -> Result<Outcome> {
                 Modelfile::parse(&text).with_context(|| format!("in {}", args.modelfile.display()))?;
             let base =
                 args.modelfile.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let recipe = ModelRecipe::from_modelfile(&modelfile, base)
+            let mut recipe = ModelRecipe::from_modelfile(&modelfile, base)
                 .with_context(|| format!("in {}", args.modelfile.display()))?;
-            let name = ModelName::parse(&args.name)?;
+            if recipe.template == TemplateChoice::Auto
+                && let Some(choice) = chat_template_choice(&args.chat_template)?
+            {
+                recipe.template = choice;
+            }
+            let name_text =
+                args.model_name.as_deref().or(args.name.as_deref()).context("give the model's name")?;
+            let name = ModelName::parse(name_text)?;
             let store = Store::at(store_dir(args.store)?);
             let built =
                 build_model(&store, &name, &recipe).with_context(|| format!("cannot build {name}"))?;
@@ -210,7 +226,12 @@ impl RecipeOptions {
     fn files(&self) -> impl Iterator<Item = &Path> {
         let system = self.system.as_deref().and_then(|s| s.strip_prefix('@')).map(Path::new);
         let template = Some(Path::new(&self.template)).filter(|_| self.template != "auto");
+        let jinja = match &self.chat_template.chat_template {
+            Some(crate::llama::ChatTemplateArg::File(path)) => Some(path.as_path()),
+            _ => None,
+        };
         std::iter::once(self.model.as_path())
+            .chain(jinja)
             .chain(self.adapter.iter().map(PathBuf::as_path))
             .chain(self.license.iter().map(PathBuf::as_path))
             .chain(system)
@@ -225,6 +246,23 @@ fn store_dir(given: Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
+/// What `--chat-template` asks of the Ollama template, if given: a family's template, one
+/// derived from a Jinja file, or Ollama's plain default.
+fn chat_template_choice(options: &super::options::ChatTemplateOptions) -> Result<Option<TemplateChoice>> {
+    use crate::llama::ChatTemplateArg;
+    Ok(match &options.chat_template {
+        None => None,
+        Some(ChatTemplateArg::None) => Some(TemplateChoice::Plain),
+        Some(ChatTemplateArg::Builtin(builtin)) => Some(TemplateChoice::Family(
+            crate::ollama::ChatFamily::from_template_name(builtin.name())
+                .with_context(|| format!("no Ollama template for {}", builtin.name()))?,
+        )),
+        Some(ChatTemplateArg::File(path)) => Some(TemplateChoice::Jinja(
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+        )),
+    })
+}
+
 fn build_from_options(options: &RecipeOptions, store: &Store) -> Result<(BuiltModel, bool)> {
     let name = ModelName::parse(&options.name)?;
     let system = match options.system.as_deref() {
@@ -237,7 +275,9 @@ fn build_from_options(options: &RecipeOptions, store: &Store) -> Result<(BuiltMo
         None => None,
     };
     let template = if options.template == "auto" {
-        TemplateChoice::Auto
+        chat_template_choice(&options.chat_template)?.unwrap_or(TemplateChoice::Auto)
+    } else if options.chat_template.chat_template.is_some() {
+        anyhow::bail!("--template FILE and --chat-template both choose the template; give one");
     } else {
         TemplateChoice::Given(
             std::fs::read_to_string(&options.template)
@@ -280,6 +320,11 @@ fn build_from_options(options: &RecipeOptions, store: &Store) -> Result<(BuiltMo
 }
 
 fn report_build(built: &BuiltModel, store: &Store, json: bool, global: &GlobalOptions) -> Result<()> {
+    if !global.quiet {
+        for note in &built.notes {
+            eprintln!("note: {note}");
+        }
+    }
     let report = BuildReport {
         name: built.name.to_string(),
         store: store.root().to_path_buf(),

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use clap::Args;
 
-use crate::llama::{ContextParams, LoraAdapter, Model, ModelParams, SamplingParams};
+use crate::llama::{
+    ChatTemplateArg, ContextParams, LoraAdapter, Model, ModelParams, NO_TEMPLATE_NOTE, PromptFormat,
+    SamplingParams, resolve_template,
+};
 
 /// The model to run: every subcommand that loads a model takes these.
 #[derive(Debug, Clone, Args)]
@@ -24,6 +27,39 @@ pub(crate) struct ModelOptions {
     /// Context length in tokens.
     #[arg(short = 'c', long = "ctx", value_name = "TOKENS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub ctx: u32,
+}
+
+/// How prompts are laid out: every subcommand that builds prompts takes this, with one rule.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct ChatTemplateOptions {
+    /// Chat template: chatml, llama3, gemma, mistral, phi3, none (plain text), or a file with
+    /// a Jinja chat template [default: the model's own; plain text when it has none]
+    #[arg(long = "chat-template", value_name = "NAME|FILE", value_parser = parse_chat_template)]
+    pub chat_template: Option<ChatTemplateArg>,
+}
+
+fn parse_chat_template(value: &str) -> Result<ChatTemplateArg, String> {
+    value.parse()
+}
+
+impl ChatTemplateOptions {
+    /// The prompt format for `model`: `--chat-template`, else the model's own template, else
+    /// plain text with a note (printed once per run, whatever the number of prompts).
+    pub fn resolve(&self, model: &Model, quiet: bool) -> Result<PromptFormat> {
+        let resolved = resolve_template(self.chat_template.as_ref(), model.chat_template())?;
+        if resolved.fell_back {
+            note_no_template(quiet);
+        }
+        Ok(resolved.format)
+    }
+}
+
+/// Prints the note for a model without a chat template, once per process.
+pub(crate) fn note_no_template(quiet: bool) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if !quiet {
+        ONCE.call_once(|| eprintln!("note: {NO_TEMPLATE_NOTE}"));
+    }
 }
 
 /// An adapter file and the scale to apply it with.

@@ -11,7 +11,7 @@ use crate::atomic_file::InputFiles;
 use crate::data::InputOptions;
 use crate::data::deid::{DeidMode, DeidOptions};
 use crate::data::prepare::{Message, PrepareOptions, SPLITS, TokenCounter, prepare};
-use crate::llama::{ChatMessage, Model, ModelParams, apply_chat_template};
+use crate::llama::{ChatMessage, Model, ModelParams, PromptFormat};
 
 #[derive(Debug, Args)]
 pub(crate) struct PrepareArgs {
@@ -49,6 +49,9 @@ pub(crate) struct PrepareArgs {
     /// Count tokens with this model's tokenizer and chat template (data card).
     #[arg(short = 'm', long, value_name = "FILE")]
     model: Option<PathBuf>,
+    /// How --model's token counts lay out the conversations (see generate).
+    #[command(flatten)]
+    template: super::options::ChatTemplateOptions,
     /// JSONL field / CSV column holding the text.
     #[arg(long, value_name = "NAME", default_value = "text")]
     text_field: String,
@@ -73,25 +76,25 @@ fn parse_split(value: &str) -> Result<(u64, u64), String> {
     Ok((train, val))
 }
 
-/// Token counts with the model's own tokenizer and chat template.
+/// Token counts with the model's own tokenizer, in the prompt format fine-tuning will use.
 struct ModelTokens {
     model: Model,
-    template: Option<String>,
+    format: PromptFormat,
 }
 
 impl TokenCounter for ModelTokens {
     fn count_tokens(&self, messages: &[Message]) -> usize {
         let chat: Vec<ChatMessage> =
             messages.iter().map(|m| ChatMessage::new(&m.role, m.content.clone())).collect();
-        let text = match &self.template {
-            Some(template) => apply_chat_template(template, &chat, false).unwrap_or_default(),
-            None => chat.iter().map(|m| format!("### {}\n{}\n\n", m.role, m.content)).collect(),
-        };
+        let text = self.format.render(&chat, false).unwrap_or_default();
         self.model.tokenize(&text, true, true).map_or(0, |t| t.len())
     }
 }
 
 pub(crate) fn run(args: PrepareArgs, global: &GlobalOptions) -> Result<Outcome> {
+    if args.template.chat_template.is_some() && args.model.is_none() {
+        anyhow::bail!("--chat-template lays out token counts for --model; give --model too");
+    }
     let inputs = InputFiles::new(args.inputs.iter().map(PathBuf::as_path).chain(args.model.as_deref()));
     let written = SPLITS
         .iter()
@@ -113,8 +116,8 @@ pub(crate) fn run(args: PrepareArgs, global: &GlobalOptions) -> Result<Outcome> 
         Some(path) => {
             let model = Model::load(path, &ModelParams::default())
                 .with_context(|| format!("cannot load model {}", path.display()))?;
-            let template = model.chat_template();
-            Some(ModelTokens { model, template })
+            let format = args.template.resolve(&model, global.quiet)?;
+            Some(ModelTokens { model, format })
         }
         None => None,
     };

@@ -76,6 +76,8 @@ pub(crate) struct ServeArgs {
     /// maxLength for strings a schema leaves unbounded.
     #[arg(long, value_name = "CHARS", default_value_t = 200)]
     max_string: u64,
+    #[command(flatten)]
+    template: super::options::ChatTemplateOptions,
 }
 
 pub(crate) fn run(args: ServeArgs, global: &GlobalOptions) -> Result<Outcome> {
@@ -113,9 +115,13 @@ pub(crate) fn run(args: ServeArgs, global: &GlobalOptions) -> Result<Outcome> {
         audit_log: args.audit_log.clone(),
         audit_key_file: args.audit_key_file.clone(),
         schema_limits: SchemaLimits { max_items: args.max_items, max_string: args.max_string },
+        chat_template: args.template.chat_template.clone(),
     };
     let server = Server::start(&args.model.model, options)
         .with_context(|| format!("cannot serve {}", args.model.model.display()))?;
+    if server.info().plain_by_default {
+        super::options::note_no_template(global.quiet);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

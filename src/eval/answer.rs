@@ -15,7 +15,7 @@ use super::EvalError;
 use super::mcq::{McqAnswer, Question};
 use crate::extract::ConstraintFactory;
 use crate::llama::{
-    Batch, ChatMessage, Context, ContextParams, LoraAdapter, Model, Token, apply_chat_template,
+    Batch, ChatMessage, Context, ContextParams, LoraAdapter, Model, PromptFormat, Token, resolve_template,
 };
 
 /// How an answer is chosen.
@@ -50,6 +50,9 @@ pub struct McqSettings {
     pub ctx_per_sequence: u32,
     /// CPU threads.
     pub threads: i32,
+    /// Layout of the `choice` prompt (`--chat-template`); `None`: the model's own chat
+    /// template, else plain text.
+    pub prompt_format: Option<PromptFormat>,
 }
 
 impl Default for McqSettings {
@@ -59,6 +62,7 @@ impl Default for McqSettings {
             parallel: 4,
             ctx_per_sequence: 1024,
             threads: ContextParams::default().n_threads,
+            prompt_format: None,
         }
     }
 }
@@ -97,7 +101,13 @@ pub fn answer_questions(
     }
     match settings.method {
         McqMethod::Logprob => by_logprob(model, &mut ctx, questions, per_seq as usize, progress),
-        McqMethod::Choice => by_choice(model, &mut ctx, questions, per_seq as usize, progress),
+        McqMethod::Choice => {
+            let format = match &settings.prompt_format {
+                Some(format) => format.clone(),
+                None => resolve_template(None, model.chat_template())?.format,
+            };
+            by_choice(model, &format, &mut ctx, questions, per_seq as usize, progress)
+        }
     }
 }
 
@@ -228,7 +238,7 @@ pub(crate) fn log_probability(logits: &[f32], target: usize) -> f64 {
 
 /// The `choice` prompt: the question and its lettered options, as a chat turn when the
 /// model has a template.
-fn choice_prompt(model: &Model, q: &Question) -> Result<String, EvalError> {
+fn choice_prompt(format: &PromptFormat, q: &Question) -> Result<String, EvalError> {
     let mut body = String::new();
     if let Some(c) = q.context.as_deref().filter(|c| !c.trim().is_empty()) {
         body.push_str(&format!("Context: {c}\n"));
@@ -239,14 +249,12 @@ fn choice_prompt(model: &Model, q: &Question) -> Result<String, EvalError> {
     }
     let letters: Vec<&str> = q.options.iter().map(|(l, _)| l.as_str()).collect();
     body.push_str(&format!("Answer with one letter ({}).", letters.join(", ")));
-    match model.chat_template() {
-        Some(template) => Ok(apply_chat_template(
-            &template,
-            &[ChatMessage::new("system", CHOICE_INSTRUCTION), ChatMessage::new("user", body)],
-            true,
-        )?),
-        None => Ok(format!("{CHOICE_INSTRUCTION}\n\n{body}\nAnswer:")),
+    let messages = [ChatMessage::new("system", CHOICE_INSTRUCTION), ChatMessage::new("user", body)];
+    let mut text = format.render(&messages, true)?;
+    if !format.is_chat() {
+        text.push_str("\nAnswer:");
     }
+    Ok(text)
 }
 
 /// A Lark grammar allowing exactly the option letters.
@@ -258,6 +266,7 @@ fn letters_grammar(q: &Question) -> String {
 
 fn by_choice(
     model: &Model,
+    format: &PromptFormat,
     ctx: &mut Context<'_>,
     questions: &[Question],
     per_seq: usize,
@@ -274,7 +283,7 @@ fn by_choice(
     for group in questions.chunks(parallel) {
         let mut states = Vec::with_capacity(group.len());
         for q in group {
-            let text = choice_prompt(model, q)?;
+            let text = choice_prompt(format, q)?;
             let mut tokens = model.tokenize(&text, model.adds_bos(), true)?;
             if tokens.len() > max_prompt {
                 // Keep the end: the options and the assistant's opening matter most.
@@ -387,7 +396,8 @@ mod tests {
         let qs = questions();
         for method in [McqMethod::Logprob, McqMethod::Choice] {
             for parallel in [1, 3] {
-                let settings = McqSettings { method, parallel, ctx_per_sequence: 256, threads: 1 };
+                let settings =
+                    McqSettings { method, parallel, ctx_per_sequence: 256, threads: 1, prompt_format: None };
                 let mut seen = Vec::new();
                 let answers = answer_questions(&model, &[], &qs, &settings, &mut |n| seen.push(n)).unwrap();
                 assert_eq!(answers.len(), qs.len());
@@ -406,8 +416,13 @@ mod tests {
         let model = Model::load(tiny_model_path(), &ModelParams::default()).unwrap();
         let qs = questions();
         let run = |parallel| {
-            let settings =
-                McqSettings { method: McqMethod::Logprob, parallel, ctx_per_sequence: 256, threads: 1 };
+            let settings = McqSettings {
+                method: McqMethod::Logprob,
+                parallel,
+                ctx_per_sequence: 256,
+                threads: 1,
+                prompt_format: None,
+            };
             answer_questions(&model, &[], &qs, &settings, &mut |_| {}).unwrap()
         };
         let (one, many) = (run(1), run(4));

@@ -233,6 +233,9 @@ pub struct ReportSettings {
     pub tuned: Option<Tuned>,
     /// CPU threads.
     pub threads: i32,
+    /// Prompt layout of both sides (`--chat-template`); `None`: each model's own chat
+    /// template, else plain text.
+    pub chat_template: Option<crate::llama::ChatTemplateArg>,
 }
 
 /// One task's figure for one model.
@@ -299,10 +302,15 @@ pub fn run_report(
     let steps = names.len() * sides;
     let mut done = 0usize;
     let base_model = Model::load(&settings.base, &ModelParams::default())?;
+    let format_of = |model: &Model| {
+        crate::llama::resolve_template(settings.chat_template.as_ref(), model.chat_template())
+            .map(|r| r.format)
+    };
+    let base_format = format_of(&base_model)?;
     let mut base_results = Vec::new();
     for name in &names {
         progress(&format!("{name} (base)"), done, steps);
-        base_results.push(run_task(name, suite, &base_model, &[], settings.threads)?);
+        base_results.push(run_task(name, suite, &base_model, &[], &base_format, settings.threads)?);
         done += 1;
     }
     let mut tuned_results: Vec<Option<TaskOutcome>> = vec![None; names.len()];
@@ -313,16 +321,18 @@ pub fn run_report(
             let adapters = [(&lora, *scale)];
             for (k, name) in names.iter().enumerate() {
                 progress(&format!("{name} (tuned)"), done, steps);
-                tuned_results[k] = Some(run_task(name, suite, &base_model, &adapters, settings.threads)?);
+                tuned_results[k] =
+                    Some(run_task(name, suite, &base_model, &adapters, &base_format, settings.threads)?);
                 done += 1;
             }
         }
         Some(Tuned::Model { path }) => {
             drop(base_model);
             let model = Model::load(path, &ModelParams::default())?;
+            let format = format_of(&model)?;
             for (k, name) in names.iter().enumerate() {
                 progress(&format!("{name} (tuned)"), done, steps);
-                tuned_results[k] = Some(run_task(name, suite, &model, &[], settings.threads)?);
+                tuned_results[k] = Some(run_task(name, suite, &model, &[], &format, settings.threads)?);
                 done += 1;
             }
         }
@@ -362,6 +372,7 @@ fn run_task(
     suite: &Suite,
     model: &Model,
     adapters: &[(&LoraAdapter<'_>, f32)],
+    format: &crate::llama::PromptFormat,
     threads: i32,
 ) -> Result<TaskOutcome, EvalError> {
     match name {
@@ -376,6 +387,7 @@ fn run_task(
                 method: task.method,
                 parallel: task.parallel,
                 threads,
+                prompt_format: Some(format.clone()),
                 ..McqSettings::default()
             };
             let answers = answer_questions(model, adapters, &set.questions, &settings, &mut |_| {})?;
@@ -394,7 +406,12 @@ fn run_task(
             if let Some(limit) = task.limit {
                 docs.truncate(limit);
             }
-            let settings = SummarySettings { max_tokens: task.max_tokens, ctx: 2048, threads };
+            let settings = SummarySettings {
+                max_tokens: task.max_tokens,
+                ctx: 2048,
+                threads,
+                prompt_format: Some(format.clone()),
+            };
             let predictions = generate_summaries(model, adapters, &docs, &settings, &mut |_| {})?;
             let wanted: HashSet<&str> = docs.iter().map(|d| d.id.as_str()).collect();
             let refs = refs.into_iter().filter(|(id, _)| wanted.contains(id.as_str())).collect();
@@ -430,6 +447,7 @@ fn run_task(
                 parallel: task.parallel.max(1),
                 examples: if task.examples { source.examples } else { Vec::new() },
                 threads,
+                prompt_format: Some(format.clone()),
                 ..ExtractOptions::default()
             };
             let mut extractor =

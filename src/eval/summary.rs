@@ -18,9 +18,7 @@ use super::EvalError;
 use super::bleu::{Bleu, corpus_bleu};
 use super::rouge::{CorpusRouge, corpus_rouge};
 use crate::generate::{GenerationLimits, generate};
-use crate::llama::{
-    ChatMessage, Context, ContextParams, LoraAdapter, Model, Sampler, SamplingParams, apply_chat_template,
-};
+use crate::llama::{ChatMessage, Context, ContextParams, LoraAdapter, Model, Sampler, SamplingParams};
 
 /// The instruction used when a document line brings none.
 pub const DEFAULT_SUMMARY_INSTRUCTION: &str =
@@ -178,6 +176,9 @@ pub struct SummarySettings {
     pub ctx: u32,
     /// CPU threads.
     pub threads: i32,
+    /// Prompt layout (`--chat-template`); `None`: the model's own chat template, else plain
+    /// text.
+    pub prompt_format: Option<crate::llama::PromptFormat>,
 }
 
 /// Generates a summary of every document, greedily, calling `progress` after each.
@@ -198,18 +199,17 @@ pub fn generate_summaries(
     if !adapters.is_empty() {
         ctx.set_adapters(adapters)?;
     }
-    let template = model.chat_template();
+    let format = match &settings.prompt_format {
+        Some(format) => format.clone(),
+        None => crate::llama::resolve_template(None, model.chat_template())?.format,
+    };
     let mut out = HashMap::new();
     for (k, doc) in docs.iter().enumerate() {
-        let prompt = match &template {
-            Some(t) => apply_chat_template(t, &doc.messages, true)?,
-            None => {
-                let mut text: String =
-                    doc.messages.iter().map(|m| format!("### {}\n{}\n\n", m.role, m.content)).collect();
-                text.push_str("### assistant\n");
-                text
-            }
-        };
+        let mut prompt = format.render(&doc.messages, true)?;
+        if !format.is_chat() {
+            // The summary starts its own paragraph after the plain-text prompt.
+            prompt.push_str("\n\n");
+        }
         let mut tokens = model.tokenize(&prompt, model.adds_bos(), true)?;
         let room = (settings.ctx as usize).saturating_sub(settings.max_tokens + 1).max(8);
         if tokens.len() > room {

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::ExtractError;
-use crate::llama::{ChatMessage, Model, Token, apply_chat_template};
+use crate::llama::{ChatMessage, Model, PromptFormat, Token, resolve_template};
 
 /// The default instruction.
 pub const DEFAULT_INSTRUCTION: &str = "You extract structured data from medical documents. \
@@ -55,9 +55,11 @@ pub struct PromptTemplate {
 const MARKER: &str = "\u{1}MEDLLM_DOCUMENT\u{1}";
 
 impl PromptTemplate {
-    /// Builds the prompt for `model`. `system` replaces the default instruction.
+    /// Builds the prompt for `model` in `format` (`None`: the model's own chat template, else
+    /// plain text). `system` replaces the default instruction.
     pub fn new(
         model: &Model,
+        format: Option<&PromptFormat>,
         system: Option<&str>,
         schema_text: &str,
         examples: &[Example],
@@ -72,18 +74,17 @@ impl PromptTemplate {
             ));
         }
         messages.push(ChatMessage::new("user", MARKER));
-        let (text, chat) = match model.chat_template() {
-            Some(template) => (apply_chat_template(&template, &messages, true)?, true),
-            // No template: a plain layout the model can still follow.
-            None => {
-                let mut text = String::new();
-                for m in &messages {
-                    text.push_str(&format!("### {}\n{}\n\n", m.role, m.content));
-                }
-                text.push_str("### assistant\n");
-                (text, false)
-            }
+        let format = match format {
+            Some(format) => format.clone(),
+            None => resolve_template(None, model.chat_template())?.format,
         };
+        let mut text = format.render(&messages, true)?;
+        if !format.is_chat() {
+            // Plain text separates messages by blank lines; the answer starts its own
+            // paragraph, as the examples' answers do.
+            text.push_str("\n\n");
+        }
+        let chat = format.is_chat();
         let at = text
             .find(MARKER)
             .ok_or_else(|| ExtractError::Prompt("the chat template dropped the document".into()))?;

@@ -53,6 +53,9 @@ pub struct ExtractOptions {
     pub system: Option<String>,
     /// Few-shot examples placed in the shared prefix.
     pub examples: Vec<Example>,
+    /// How the prompt is laid out (`--chat-template`); `None`: the model's own chat
+    /// template, else plain text.
+    pub prompt_format: Option<crate::llama::PromptFormat>,
 }
 
 impl Default for ExtractOptions {
@@ -69,6 +72,7 @@ impl Default for ExtractOptions {
             extractive: false,
             system: None,
             examples: Vec::new(),
+            prompt_format: None,
         }
     }
 }
@@ -166,8 +170,13 @@ impl<'m> Extractor<'m> {
                 (None, None, "(the grammar given)".to_string(), usize::MAX)
             }
         };
-        let template =
-            PromptTemplate::new(model, options.system.as_deref(), &schema_text, &options.examples)?;
+        let template = PromptTemplate::new(
+            model,
+            options.prompt_format.as_ref(),
+            options.system.as_deref(),
+            &schema_text,
+            &options.examples,
+        )?;
         // The prefix holds instruction, schema and examples: no document text.
         tracing::debug!(
             "shared prompt prefix ({} tokens): {:?}",
@@ -694,8 +703,13 @@ impl ExtractionPlan {
         }
         let validator = jsonschema::validator_for(&schema.bounded)
             .map_err(|e| ExtractError::Constraint(format!("schema does not validate: {e}")))?;
-        let template =
-            PromptTemplate::new(model, options.system.as_deref(), &schema.prompt_text, &options.examples)?;
+        let template = PromptTemplate::new(
+            model,
+            options.prompt_format.as_ref(),
+            options.system.as_deref(),
+            &schema.prompt_text,
+            &options.examples,
+        )?;
         let budget = (schema.max_output_bytes as usize).saturating_add(1).min(options.max_tokens);
         let enum_paths = enum_pointers(&schema.bounded);
         Ok(ExtractionPlan { schema, template, validator, enum_paths, options, budget })

@@ -19,7 +19,7 @@ pub use loadable::{LoadScope, MAX_BLOCKS, MAX_EXPERTS};
 pub use lora_adapter::{AdapterProblem, LoraPair, lora_alpha, lora_pairs};
 pub use read::GgufFile;
 pub use summary::{ModelSummary, TensorRow, TypeUsage};
-pub use tiny_model::{TinyModelSpec, write_tiny_model};
+pub use tiny_model::{TINY_ARCHITECTURES, TinyModelSpec, write_tiny_model};
 pub use types::{GgmlType, file_type_from_name, file_type_name, file_type_names};
 pub use write::{ALIGNMENT, TensorSpec, write_gguf};
 

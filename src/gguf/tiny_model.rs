@@ -1,5 +1,6 @@
-//! A tiny llama-architecture model with random weights and a small SentencePiece-style
-//! vocabulary, written as GGUF. llama.cpp loads and runs it, so tests need no download.
+//! A tiny model with random weights and a small SentencePiece-style vocabulary, written as
+//! GGUF, in the layout of one of several architectures (llama by default; the Gemma, Qwen and
+//! Phi-3 families for training checks). llama.cpp loads and runs it, so tests need no download.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -25,9 +26,21 @@ pub struct TinyModelSpec {
     pub n_ctx_train: u64,
     /// Seed of the random weights.
     pub seed: u64,
-    /// `general.architecture`; llama.cpp runs the file only as `llama`.
+    /// `general.architecture`: one of [`TINY_ARCHITECTURES`], whose tensor layout and
+    /// hyper-parameters the file then has; llama.cpp also loads other names it knows
+    /// nothing special about only as long as they expect llama's layout.
     pub architecture: String,
+    /// Whether the file carries a (ChatML) `tokenizer.chat_template`.
+    pub chat_template: bool,
+    /// Tokens a sliding-window layer attends to (gemma2, gemma3).
+    pub sliding_window: u32,
 }
+
+/// Architectures whose own layout the tiny model can take: each differs from llama in what
+/// training must differentiate (GEGLU, soft-capping tanh, sliding-window attention, Q/K norms,
+/// a fused SwiGLU; stablelm's LayerNorm, which llama.cpp cannot differentiate).
+pub const TINY_ARCHITECTURES: &[&str] =
+    &["llama", "gemma", "gemma2", "gemma3", "qwen2", "qwen3", "phi3", "stablelm"];
 
 impl Default for TinyModelSpec {
     fn default() -> Self {
@@ -40,6 +53,8 @@ impl Default for TinyModelSpec {
             n_ctx_train: 1024,
             seed: 42,
             architecture: "llama".into(),
+            chat_template: true,
+            sliding_window: 16,
         }
     }
 }
@@ -105,6 +120,7 @@ pub fn write_tiny_model(path: &Path, spec: &TinyModelSpec) -> Result<(), GgufErr
     let vocab = vocabulary();
     let n_vocab = vocab.len() as u64;
     let arch = spec.architecture.as_str();
+    let gemma = arch.starts_with("gemma");
     let head_dim = spec.n_embd / spec.n_head;
     let key = |k: &str| format!("{arch}.{k}");
     let metadata: Vec<(String, MetadataValue)> = vec![
@@ -138,16 +154,38 @@ pub fn write_tiny_model(path: &Path, spec: &TinyModelSpec) -> Result<(), GgufErr
         ("tokenizer.ggml.eos_token_id".into(), MetadataValue::U32(2)),
         ("tokenizer.ggml.unknown_token_id".into(), MetadataValue::U32(0)),
         ("tokenizer.ggml.add_bos_token".into(), MetadataValue::Bool(false)),
-        ("tokenizer.chat_template".into(), MetadataValue::String(CHAT_TEMPLATE.into())),
     ];
+    let mut metadata = metadata;
+    if spec.chat_template {
+        metadata.push(("tokenizer.chat_template".into(), MetadataValue::String(CHAT_TEMPLATE.into())));
+    }
+    // Sliding windows (by default) far shorter than a 256-token training window, so that
+    // they matter.
+    match arch {
+        "gemma2" => metadata.extend([
+            (key("attention.sliding_window"), MetadataValue::U32(spec.sliding_window)),
+            (key("attn_logit_softcapping"), MetadataValue::F32(4.0)),
+            (key("final_logit_softcapping"), MetadataValue::F32(8.0)),
+        ]),
+        // Every second layer attends to the whole context (Gemma 3 itself: every sixth).
+        "gemma3" => metadata.extend([
+            (key("attention.sliding_window"), MetadataValue::U32(spec.sliding_window)),
+            (key("attention.sliding_window_pattern"), MetadataValue::U32(2)),
+        ]),
+        "stablelm" => metadata.push((key("attention.layer_norm_epsilon"), MetadataValue::F32(1e-5))),
+        _ => {}
+    }
 
     let (embd, ff, kv) = (spec.n_embd, spec.n_ff, head_dim * spec.n_head_kv);
     // (name, dims, scale of the random values; 0 means all ones, for norm weights)
     let mut layout: Vec<(String, Vec<u64>, f32)> = vec![
         ("token_embd.weight".into(), vec![embd, n_vocab], 1.0),
         ("output_norm.weight".into(), vec![embd], 0.0),
-        ("output.weight".into(), vec![embd, n_vocab], 0.5),
     ];
+    if !gemma {
+        // The Gemma family ties the output projection to the token embeddings.
+        layout.push(("output.weight".into(), vec![embd, n_vocab], 0.5));
+    }
     for layer in 0..spec.n_layer {
         let name = |t: &str| format!("blk.{layer}.{t}.weight");
         layout.extend([
@@ -157,10 +195,35 @@ pub fn write_tiny_model(path: &Path, spec: &TinyModelSpec) -> Result<(), GgufErr
             (name("attn_v"), vec![embd, kv], 0.2),
             (name("attn_output"), vec![embd, embd], 0.2),
             (name("ffn_norm"), vec![embd], 0.0),
-            (name("ffn_gate"), vec![embd, ff], 0.2),
-            (name("ffn_up"), vec![embd, ff], 0.2),
-            (name("ffn_down"), vec![ff, embd], 0.2),
         ]);
+        // In llama's order, so that the default model keeps its weights (its values are
+        // drawn in tensor order).
+        if arch == "phi3" {
+            // Gate and up projections fused into one matrix, split by the fused SwiGLU.
+            layout.push((name("ffn_up"), vec![embd, 2 * ff], 0.2));
+        } else {
+            layout.extend([(name("ffn_gate"), vec![embd, ff], 0.2), (name("ffn_up"), vec![embd, ff], 0.2)]);
+        }
+        layout.push((name("ffn_down"), vec![ff, embd], 0.2));
+        if matches!(arch, "gemma3" | "qwen3") {
+            layout.extend([
+                (name("attn_q_norm"), vec![head_dim], 0.0),
+                (name("attn_k_norm"), vec![head_dim], 0.0),
+            ]);
+        }
+        if matches!(arch, "gemma2" | "gemma3") {
+            layout.extend([
+                (name("post_attention_norm"), vec![embd], 0.0),
+                (name("post_ffw_norm"), vec![embd], 0.0),
+            ]);
+        }
+        if arch == "stablelm" {
+            let bias = |t: &str| format!("blk.{layer}.{t}.bias");
+            layout.extend([(bias("attn_norm"), vec![embd], 0.01), (bias("ffn_norm"), vec![embd], 0.01)]);
+        }
+    }
+    if arch == "stablelm" {
+        layout.push(("output_norm.bias".into(), vec![embd], 0.01));
     }
     let tensors: Vec<TensorSpec> = layout
         .iter()

@@ -7,6 +7,7 @@ mod adapter;
 mod backend;
 mod batch;
 mod chat;
+mod chat_template;
 mod context;
 mod model;
 mod opt;
@@ -25,6 +26,10 @@ pub use adapter::LoraAdapter;
 pub use backend::{exit_now, init_backend, system_info};
 pub use batch::Batch;
 pub use chat::{ChatMessage, apply_chat_template};
+pub use chat_template::{
+    BuiltinTemplate, ChatTemplateArg, NO_TEMPLATE_NOTE, PromptFormat, ResolvedTemplate, TemplateOrigin,
+    resolve_template, template_names,
+};
 pub use context::{Context, ContextParams, PerfCounters, default_threads};
 pub use model::{Model, ModelParams};
 pub use opt::{IGNORED_LABEL, LoraInit, Optimizer, OptimizerStep, Trainable, Trainer, TrainerParams};
@@ -94,6 +99,17 @@ pub enum LlamaError {
     TrainSetup {
         /// Why.
         reason: String,
+    },
+    /// The model's training graph holds an op that llama.cpp cannot differentiate; found
+    /// before any gradient is computed, so nothing has changed.
+    #[error(
+        "architecture {architecture} cannot be trained here: llama.cpp has no backward pass for {op}; nothing was trained"
+    )]
+    Untrainable {
+        /// `general.architecture`.
+        architecture: String,
+        /// The op (and variant) and the graph node it was found at.
+        op: String,
     },
     /// A training window was refused.
     #[error("training step failed: {reason}")]

@@ -15,11 +15,16 @@ pub struct ModelParams {
     pub use_mmap: bool,
     /// Load only the vocabulary, no weights (for tokenising).
     pub vocab_only: bool,
+    /// Let llama.cpp repack weights of some quantized types (Q4_0, Q4_K, IQ4_NL …) into its
+    /// CPU-specific layouts (default: yes). Faster inference, but those buffers serve only
+    /// forward matrix products: training must turn it off, as its backward pass reads the
+    /// weights in other ways (dequantising them).
+    pub repack: bool,
 }
 
 impl Default for ModelParams {
     fn default() -> Self {
-        ModelParams { use_mmap: true, vocab_only: false }
+        ModelParams { use_mmap: true, vocab_only: false, repack: true }
     }
 }
 
@@ -30,6 +35,8 @@ pub struct Model {
     vocab: NonNull<llama_sys::llama_vocab>,
     path: PathBuf,
     architecture: String,
+    /// Loaded with [`ModelParams::repack`]: fit for inference only.
+    pub(crate) repacked: bool,
     /// Loading or freeing an adapter changes the model's adapter set, which creating a
     /// context and decoding read: writers exclude readers across threads.
     pub(crate) adapter_set: std::sync::RwLock<()>,
@@ -65,6 +72,7 @@ impl Model {
         raw.load_mode =
             if params.use_mmap { llama_sys::LLAMA_LOAD_MODE_MMAP } else { llama_sys::LLAMA_LOAD_MODE_NONE };
         raw.vocab_only = params.vocab_only;
+        raw.use_extra_bufts = params.repack;
         raw.n_gpu_layers = 0;
         // SAFETY: `c_path` is a valid NUL-terminated path for the call; `raw` is a valid
         // parameter struct; a null return (failure) is handled below.
@@ -82,6 +90,7 @@ impl Model {
             vocab,
             path: path.to_path_buf(),
             architecture,
+            repacked: params.repack && !params.vocab_only,
             adapter_set: std::sync::RwLock::new(()),
         })
     }

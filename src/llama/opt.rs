@@ -217,6 +217,12 @@ impl<'m> Trainer<'m> {
                 reason: format!("a window of {} tokens is too short", params.window),
             });
         }
+        if model.repacked {
+            // Repacked weights serve forward products only; the backward pass would abort.
+            return Err(LlamaError::TrainSetup {
+                reason: "the model was loaded with repacked weights; load it with ModelParams::repack off to train".into(),
+            });
+        }
         if params.trainable == Trainable::AdaptersOnly && adapters.is_empty() {
             return Err(LlamaError::LoraInit { reason: "adapter training needs an adapter".into() });
         }
@@ -319,6 +325,20 @@ impl<'m> Trainer<'m> {
                 self.result.as_ptr(),
             )
         };
+        if status == -3 {
+            // SAFETY: the context is live; the string (owned by the context) is copied at once.
+            let op = unsafe { llama_sys::llama_opt_untrainable_op(self.context.as_ptr()) };
+            let op = if op.is_null() {
+                "an op it did not name".to_string()
+            } else {
+                // SAFETY: non-null, NUL-terminated, alive until the next window.
+                unsafe { std::ffi::CStr::from_ptr(op) }.to_string_lossy().into_owned()
+            };
+            return Err(LlamaError::Untrainable {
+                architecture: self.context.model().architecture().to_string(),
+                op,
+            });
+        }
         if status != 0 {
             return Err(LlamaError::TrainWindow {
                 reason: if status == -2 {

@@ -1,7 +1,8 @@
 //! medllm's llama.cpp training patches, checked on the tiny model: adapter tensors train
-//! with the base frozen (0001), masked positions add neither loss nor gradient (0002), and
-//! the gradients of the rewritten matrix-product backward pass (0004) match finite
-//! differences of the loss.
+//! with the base frozen (0001), masked positions add neither loss nor gradient (0002), the
+//! gradients of the rewritten matrix-product backward pass (0004) and of the activations of
+//! the Gemma, Qwen and Phi-3 families (0007) match finite differences of the loss, and an op
+//! without a backward pass is refused instead of aborting (0007).
 
 use std::path::Path;
 
@@ -12,8 +13,13 @@ use crate::test_support::tiny_model_path;
 /// llama.cpp pads its context to a multiple of 256; the window must fill it (see Trainer::new).
 const WINDOW: usize = 256;
 
+/// Training models are loaded without repacked weights, as finetune loads them.
+fn training_params() -> ModelParams {
+    ModelParams { repack: false, ..ModelParams::default() }
+}
+
 fn tiny_model() -> Model {
-    Model::load(tiny_model_path(), &ModelParams::default()).unwrap()
+    Model::load(tiny_model_path(), &training_params()).unwrap()
 }
 
 fn lora(seed: u64) -> LoraInit {
@@ -301,7 +307,7 @@ fn optimizer_state_resumes_exactly() {
 fn full_fine_tuning_changes_the_model_tensors() {
     // Trained weights are written in place: the file must not be memory-mapped read-only.
     let model =
-        Model::load(tiny_model_path(), &ModelParams { use_mmap: false, ..ModelParams::default() }).unwrap();
+        Model::load(tiny_model_path(), &ModelParams { use_mmap: false, ..training_params() }).unwrap();
     let before = model.tensor_bytes("blk.0.attn_q.weight").unwrap();
     let full = TrainerParams { trainable: Trainable::AllModelTensors, ..params(Optimizer::AdamW, 1) };
     let mut trainer = Trainer::new(&model, &[], &full).unwrap();
@@ -321,17 +327,13 @@ fn f32_values(bytes: &[u8]) -> Vec<f32> {
     bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
 }
 
-#[test]
-fn gradients_match_finite_differences_of_the_loss() {
-    // One SGD step with learning rate η moves every weight by -η·∂L/∂w: the gradient the
-    // backward pass computed. Against it, the central difference of the loss (evaluated
-    // without training) for the weights with the largest gradients. The weight matrices
-    // cover both gradients of a matrix product: a weight's own, and (through the layers
-    // above) the input's; attention adds products of two activations.
-    let model =
-        Model::load(tiny_model_path(), &ModelParams { use_mmap: false, ..ModelParams::default() }).unwrap();
-    let names =
-        ["blk.0.attn_q.weight", "blk.0.attn_v.weight", "blk.0.ffn_down.weight", "blk.1.attn_k.weight"];
+/// Full fine-tuning of the model at `path` for one SGD step with learning rate η moves every
+/// weight by -η·∂L/∂w: the gradient the backward pass computed. Checks it against the central
+/// difference of the loss (evaluated without training, step 0.03) for the three weights of
+/// each of `names` with the largest gradients, within 5%.
+fn assert_gradients_match_finite_differences(path: &Path, names: &[&str]) {
+    let model = Model::load(path, &ModelParams { use_mmap: false, ..training_params() }).unwrap();
+    let arch = model.architecture().to_string();
     let sgd = TrainerParams { trainable: Trainable::AllModelTensors, ..params(Optimizer::Sgd, 1) };
     let mut trainer = Trainer::new(&model, &[], &sgd).unwrap();
     let (tokens, labels) = window(3);
@@ -356,7 +358,9 @@ fn gradients_match_finite_differences_of_the_loss() {
         let mut by_size: Vec<usize> = (0..gradient.len()).collect();
         by_size.sort_by(|&a, &b| gradient[b].abs().total_cmp(&gradient[a].abs()));
         for &i in by_size.iter().take(3) {
-            let eps = 1e-2f32;
+            // ggml's CPU GELU is a lookup table over F16 inputs, so the loss moves in steps of
+            // about 1e-3 relative: smaller differences measure the steps, not the slope.
+            let eps = 3e-2f32;
             let mut loss_at = |delta: f32| {
                 let mut w = w0.clone();
                 w[i] += delta;
@@ -366,11 +370,194 @@ fn gradients_match_finite_differences_of_the_loss() {
             let numeric = (loss_at(eps) - loss_at(-eps)) / (2.0 * eps as f64);
             model.set_tensor_f32(name, w0);
             let analytic = gradient[i] as f64;
-            assert!(analytic.abs() > 1e-3, "{name}[{i}]: gradient {analytic} too small to check");
+            assert!(analytic.abs() > 1e-3, "{arch} {name}[{i}]: gradient {analytic} too small to check");
             let gap = (numeric - analytic).abs() / analytic.abs();
-            assert!(gap < 0.05, "{name}[{i}]: backward {analytic}, finite difference {numeric}");
+            assert!(gap < 0.05, "{arch} {name}[{i}]: backward {analytic}, finite difference {numeric}");
             checked += 1;
         }
     }
-    assert_eq!(checked, 12);
+    assert_eq!(checked, 3 * names.len());
+}
+
+#[test]
+fn gradients_match_finite_differences_of_the_loss() {
+    // The weight matrices cover both gradients of a matrix product: a weight's own, and
+    // (through the layers above) the input's; attention adds products of two activations.
+    assert_gradients_match_finite_differences(
+        tiny_model_path(),
+        &["blk.0.attn_q.weight", "blk.0.attn_v.weight", "blk.0.ffn_down.weight", "blk.1.attn_k.weight"],
+    );
+}
+
+/// A tiny model of `architecture` in a fresh folder.
+fn tiny_model_of(architecture: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("{architecture}.gguf"));
+    let spec = crate::gguf::TinyModelSpec { architecture: architecture.into(), ..Default::default() };
+    crate::gguf::write_tiny_model(&path, &spec).unwrap();
+    (dir, path)
+}
+
+/// The tensors whose gradients pass through what an architecture adds to llama's graph: the
+/// gate and up projections feed the gated activation (GEGLU, fused SwiGLU), the layer-0
+/// K and V projections the first layer's attention and everything above it.
+const GATED_AND_ATTENTION: [&str; 5] = [
+    "blk.0.ffn_gate.weight",
+    "blk.0.ffn_up.weight",
+    "blk.0.attn_k.weight",
+    "blk.0.attn_v.weight",
+    "blk.1.attn_q.weight",
+];
+
+#[test]
+fn gemma_trains_through_geglu() {
+    let (_dir, path) = tiny_model_of("gemma");
+    assert_gradients_match_finite_differences(&path, &GATED_AND_ATTENTION);
+}
+
+#[test]
+fn gemma2_trains_through_geglu_and_soft_capping() {
+    // Soft-capping runs attention scores and logits through tanh (caps 4 and 8: tight enough
+    // that tanh bends), and layer 0 attends over a 16-token sliding window.
+    let (_dir, path) = tiny_model_of("gemma2");
+    assert_gradients_match_finite_differences(&path, &GATED_AND_ATTENTION);
+}
+
+#[test]
+fn gemma3_trains_through_sliding_window_and_global_layers() {
+    // Layer 0 attends over a 16-token window (the iSWA cache's sliding half), layer 1 over
+    // the whole 256-token window; Q and K pass through their RMS norms.
+    let (_dir, path) = tiny_model_of("gemma3");
+    assert_gradients_match_finite_differences(
+        &path,
+        &[
+            "blk.0.ffn_gate.weight",
+            "blk.0.ffn_up.weight",
+            "blk.0.attn_k.weight",
+            "blk.0.attn_v.weight",
+            "blk.0.attn_q_norm.weight",
+            "blk.1.attn_k.weight",
+            "blk.1.attn_v.weight",
+        ],
+    );
+}
+
+#[test]
+fn qwen_families_train() {
+    for arch in ["qwen2", "qwen3"] {
+        let (_dir, path) = tiny_model_of(arch);
+        assert_gradients_match_finite_differences(&path, &GATED_AND_ATTENTION);
+    }
+}
+
+#[test]
+fn phi3_trains_through_its_fused_swiglu() {
+    // One up projection holds gate and up: both halves of its gradient come from one op.
+    let (_dir, path) = tiny_model_of("phi3");
+    assert_gradients_match_finite_differences(
+        &path,
+        &["blk.0.ffn_up.weight", "blk.1.ffn_up.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight"],
+    );
+}
+
+#[test]
+fn an_op_without_a_backward_pass_is_refused_before_any_change() {
+    // stablelm normalises with LayerNorm (GGML_OP_NORM), which ggml cannot differentiate:
+    // the first window names it (evaluation too: the trainer's optimizer builds the backward
+    // graph for every window) and leaves the adapter untouched.
+    let (dir, path) = tiny_model_of("stablelm");
+    let model = Model::load(&path, &training_params()).unwrap();
+    let adapter = LoraAdapter::new_trainable(&model, &lora(1)).unwrap();
+    let mut trainer = Trainer::new(&model, &[&adapter], &params(Optimizer::AdamW, 1)).unwrap();
+    trainer.set_step(step(1e-2));
+    let (tokens, labels) = window(0);
+    for train in [true, false] {
+        let err = trainer.window(&tokens, &labels, train).unwrap_err();
+        match &err {
+            LlamaError::Untrainable { architecture, op } => {
+                assert_eq!(architecture, "stablelm");
+                assert!(op.starts_with("NORM at "), "{op}");
+            }
+            other => panic!("expected Untrainable, got {other}"),
+        }
+        assert!(err.to_string().contains("stablelm"), "{err}");
+    }
+    drop(trainer);
+    let fresh = dir.path().join("fresh.gguf");
+    adapter.save(&fresh).unwrap();
+    let values = adapter_values(&fresh);
+    let b_max = values
+        .iter()
+        .filter(|(name, _)| name.ends_with("lora_b"))
+        .flat_map(|(_, v)| v.iter())
+        .fold(0.0f32, |m, x| m.max(x.abs()));
+    assert_eq!(b_max, 0.0, "B starts at zero and no step ran");
+}
+
+#[test]
+fn a_model_with_repacked_weights_is_refused_for_training() {
+    // llama.cpp's repacked layouts (Q4_K on AVX2 machines, as Gemma 3's Q4_K_M file has)
+    // serve forward products only: training them aborted the process in the scheduler.
+    let model = Model::load(tiny_model_path(), &ModelParams::default()).unwrap();
+    let adapter = LoraAdapter::new_trainable(&model, &lora(1)).unwrap();
+    let err = Trainer::new(&model, &[&adapter], &params(Optimizer::AdamW, 1)).unwrap_err();
+    assert!(matches!(err, LlamaError::TrainSetup { .. }), "{err}");
+    assert!(err.to_string().contains("repack"), "{err}");
+}
+
+/// Mean next-token loss of `tokens` against `labels` from the model's inference logits.
+fn inference_loss(model: &Model, tokens: &[Token], labels: &[i32]) -> f64 {
+    let mut context = Context::new(
+        model,
+        &ContextParams {
+            n_ctx: WINDOW as u32,
+            n_batch: WINDOW as u32,
+            n_ubatch: WINDOW as u32,
+            ..ContextParams::default()
+        },
+    )
+    .unwrap();
+    let mut batch = Batch::new(WINDOW, 1);
+    for (i, token) in tokens.iter().enumerate() {
+        batch.add(*token, i as i32, &[0], true).unwrap();
+    }
+    context.decode(&batch).unwrap();
+    let nll = |i: usize| -> f64 {
+        let logits = context.logits(i).unwrap();
+        let max = logits.iter().cloned().fold(f32::MIN, f32::max) as f64;
+        let sum: f64 = logits.iter().map(|&l| ((l as f64) - max).exp()).sum();
+        -((logits[labels[i] as usize] as f64 - max) - sum.ln())
+    };
+    (0..tokens.len()).map(nll).sum::<f64>() / tokens.len() as f64
+}
+
+#[test]
+fn gemma3_trains_on_the_sliding_window_that_inference_uses() {
+    // The training loss of a window equals the loss inference computes (iSWA cache, layer 0
+    // attending to 16 tokens), and the window matters: the same weights with a window as
+    // long as the context give another loss, in training and in inference alike.
+    let dir = tempfile::tempdir().unwrap();
+    let losses = |sliding_window: u32| -> (f64, f64) {
+        let path = dir.path().join(format!("gemma3-{sliding_window}.gguf"));
+        let spec = crate::gguf::TinyModelSpec {
+            architecture: "gemma3".into(),
+            sliding_window,
+            ..Default::default()
+        };
+        crate::gguf::write_tiny_model(&path, &spec).unwrap();
+        let model = Model::load(&path, &training_params()).unwrap();
+        let (tokens, labels) = window(1);
+        let inference = inference_loss(&model, &tokens, &labels);
+        let adapter = LoraAdapter::new_trainable(&model, &lora(1)).unwrap();
+        let mut trainer = Trainer::new(&model, &[&adapter], &params(Optimizer::AdamW, 1)).unwrap();
+        (trainer.window(&tokens, &labels, false).unwrap(), inference)
+    };
+    let (trained_16, inferred_16) = losses(16);
+    let (trained_all, inferred_all) = losses(4096);
+    assert!((trained_16 - inferred_16).abs() < 1e-3 * inferred_16, "{trained_16} vs {inferred_16}");
+    assert!((trained_all - inferred_all).abs() < 1e-3 * inferred_all, "{trained_all} vs {inferred_all}");
+    assert!(
+        (trained_16 - trained_all).abs() > 1e-3,
+        "the window changes the loss: {trained_16} vs {trained_all}"
+    );
 }

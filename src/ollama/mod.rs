@@ -20,7 +20,9 @@ pub use manifest::{
 };
 pub use modelfile::{MESSAGE_ROLES, Message, Modelfile};
 pub use name::{DEFAULT_HOST, ModelName, check_registry_host};
-pub use package::{BuiltModel, ModelRecipe, TemplateChoice, build_model};
+pub use package::{
+    BuiltModel, DEFAULT_TEMPLATE_NOTE, ModelRecipe, OLLAMA_DEFAULT_TEMPLATE, TemplateChoice, build_model,
+};
 pub use params::Parameters;
 pub use registry::{PullReport, PushReport, RegistryOptions, TransferEvent, pull, push};
 pub use store::{Store, digest_of};
@@ -88,7 +90,7 @@ pub enum OllamaError {
     },
     /// No template could be derived.
     #[error(
-        "cannot derive an Ollama template: {reason}; give one with --template FILE (TEMPLATE in a Modelfile)"
+        "cannot derive an Ollama template: {reason}; give one with --template FILE (TEMPLATE in a Modelfile) or name a family with --chat-template"
     )]
     NoTemplate {
         /// Why not.

@@ -9,17 +9,30 @@ use super::modelfile::{Message, Modelfile};
 use super::name::ModelName;
 use super::params::Parameters;
 use super::store::{Store, digest_hex, digest_of};
-use super::template::derive_template;
+use super::template::{ChatFamily, derive_template};
 use crate::gguf::{AdapterProblem, GgufFile, LoadScope, ModelSummary, lora_pairs};
 
 /// Where the prompt template comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplateChoice {
-    /// Derived from the GGUF's chat template, with the family's stop strings.
+    /// Derived from the GGUF's chat template, with the family's stop strings; a GGUF without
+    /// one gets Ollama's default template ([`OLLAMA_DEFAULT_TEMPLATE`]), with a note.
     Auto,
     /// Given verbatim (a Go template).
     Given(String),
+    /// A named chat family's template and stops (`--chat-template NAME`).
+    Family(ChatFamily),
+    /// Derived from this Jinja chat template (`--chat-template FILE`).
+    Jinja(String),
+    /// Plain text: Ollama's default template (`--chat-template none`).
+    Plain,
 }
+
+/// The template Ollama itself uses for a model that brings none: the prompt as it is.
+pub const OLLAMA_DEFAULT_TEMPLATE: &str = "{{ .Prompt }}";
+
+/// The note for a GGUF without a chat template built with [`TemplateChoice::Auto`].
+pub const DEFAULT_TEMPLATE_NOTE: &str = "the GGUF has no chat template: the model gets Ollama's default template `{{ .Prompt }}` (plain text), as Ollama gives it; choose one with --chat-template NAME|FILE";
 
 /// Everything a model is built from.
 #[derive(Debug, Clone)]
@@ -76,6 +89,8 @@ pub struct BuiltModel {
     pub modelfile: Modelfile,
     /// The config blob.
     pub config: ModelConfig,
+    /// What the caller should tell the user (a default template chosen).
+    pub notes: Vec<String>,
 }
 
 /// Builds `recipe` into `store` under `name`. Every input is checked before anything is
@@ -106,13 +121,28 @@ pub fn build_model(store: &Store, name: &ModelName, recipe: &ModelRecipe) -> Res
         }
     }
     let mut parameters = recipe.parameters.clone();
+    let mut notes = Vec::new();
     let template = match &recipe.template {
         TemplateChoice::Given(text) => text.clone(),
+        TemplateChoice::Auto if model.get_str("tokenizer.chat_template").is_none() => {
+            notes.push(DEFAULT_TEMPLATE_NOTE.to_string());
+            OLLAMA_DEFAULT_TEMPLATE.to_string()
+        }
         TemplateChoice::Auto => {
             let (template, stops) = derive_template(model.get_str("tokenizer.chat_template"))?;
             parameters.default_stops(stops);
             template
         }
+        TemplateChoice::Jinja(jinja) => {
+            let (template, stops) = derive_template(Some(jinja))?;
+            parameters.default_stops(stops);
+            template
+        }
+        TemplateChoice::Family(family) => {
+            parameters.default_stops(family.stops());
+            family.go_template().to_string()
+        }
+        TemplateChoice::Plain => OLLAMA_DEFAULT_TEMPLATE.to_string(),
     };
     let summary = ModelSummary::of(&model);
 
@@ -192,6 +222,7 @@ pub fn build_model(store: &Store, name: &ModelName, recipe: &ModelRecipe) -> Res
         manifest,
         modelfile,
         config,
+        notes,
     })
 }
 

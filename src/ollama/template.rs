@@ -34,6 +34,18 @@ impl ChatFamily {
         }
     }
 
+    /// The family `--chat-template NAME` names (chatml, llama3, gemma, mistral, phi3).
+    pub fn from_template_name(name: &str) -> Option<ChatFamily> {
+        match name {
+            "chatml" => Some(ChatFamily::ChatMl),
+            "llama3" => Some(ChatFamily::Llama3),
+            "gemma" => Some(ChatFamily::Gemma),
+            "mistral" => Some(ChatFamily::Mistral),
+            "phi3" => Some(ChatFamily::Phi),
+            _ => None,
+        }
+    }
+
     /// Recognises the family of a Jinja chat template by the control tokens it writes.
     pub fn detect(jinja: &str) -> Option<ChatFamily> {
         // Most specific markers first: several formats mention `[INST]` or `<|end|>`.

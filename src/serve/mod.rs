@@ -74,6 +74,9 @@ pub struct ServeOptions {
     pub audit_key_file: Option<PathBuf>,
     /// Bounds added to JSON Schemas that leave sizes open.
     pub schema_limits: SchemaLimits,
+    /// How chat messages become the prompt (`--chat-template`); `None`: the model's own
+    /// chat template, else plain text.
+    pub chat_template: Option<crate::llama::ChatTemplateArg>,
 }
 
 impl Default for ServeOptions {
@@ -98,6 +101,7 @@ impl Default for ServeOptions {
             audit_log: None,
             audit_key_file: None,
             schema_limits: SchemaLimits::default(),
+            chat_template: None,
         }
     }
 }

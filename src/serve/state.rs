@@ -46,6 +46,11 @@ pub struct ServerInfo {
     pub context_length: u64,
     /// The chat template, if the model has one.
     pub chat_template: Option<String>,
+    /// How chat messages become the prompt: `--chat-template`, else the model's template,
+    /// else plain text.
+    pub prompt_format: crate::llama::PromptFormat,
+    /// Set when the model has no template and none was chosen (the caller notes it).
+    pub plain_by_default: bool,
 }
 
 /// Everything handlers share.
@@ -99,13 +104,13 @@ impl Server {
             None => None,
         };
         let model = Arc::new(Model::load(path, &ModelParams::default())?);
-        let info = model_info(&model, path, &options.name);
+        let resolved = crate::llama::resolve_template(options.chat_template.as_ref(), model.chat_template())?;
+        let info = model_info(&model, path, &options.name, resolved);
         // Refused now rather than failing every request later.
-        let smallest =
-            templated(info.chat_template.as_deref(), &[crate::llama::ChatMessage::new("user", "")])
-                .ok()
-                .and_then(|text| model.tokenize(&text, model.adds_bos(), true).ok())
-                .map_or(1, |tokens| tokens.len().max(1));
+        let smallest = templated(&info.prompt_format, &[crate::llama::ChatMessage::new("user", "")])
+            .ok()
+            .and_then(|text| model.tokenize(&text, model.adds_bos(), true).ok())
+            .map_or(1, |tokens| tokens.len().max(1));
         if (options.ctx_per_sequence as usize) <= smallest {
             return Err(ServeError::ContextTooSmall { ctx: options.ctx_per_sequence, smallest });
         }
@@ -248,7 +253,12 @@ fn router(state: Arc<AppState>) -> Router {
 }
 
 /// Facts about the model from its GGUF header.
-fn model_info(model: &Model, path: &std::path::Path, name: &str) -> ServerInfo {
+fn model_info(
+    model: &Model,
+    path: &std::path::Path,
+    name: &str,
+    resolved: crate::llama::ResolvedTemplate,
+) -> ServerInfo {
     let metadata = std::fs::metadata(path).ok();
     let summary = crate::gguf::GgufFile::open(path).ok().map(|f| crate::gguf::ModelSummary::of(&f));
     ServerInfo {
@@ -264,6 +274,8 @@ fn model_info(model: &Model, path: &std::path::Path, name: &str) -> ServerInfo {
         file_type: summary.as_ref().and_then(|s| s.file_type.clone()).unwrap_or_else(|| "unknown".into()),
         context_length: u64::from(model.n_ctx_train()),
         chat_template: model.chat_template(),
+        prompt_format: resolved.format,
+        plain_by_default: resolved.fell_back,
     }
 }
 
@@ -360,7 +372,7 @@ impl AppState {
         messages: &[crate::llama::ChatMessage],
         flavor: Flavor,
     ) -> Result<Vec<Token>, ApiError> {
-        let text = templated(self.info.chat_template.as_deref(), messages)
+        let text = templated(&self.info.prompt_format, messages)
             .map_err(|e| ApiError::bad_request(flavor, e.to_string()))?;
         self.tokenize(&text, true, flavor)
     }
@@ -391,21 +403,15 @@ impl AppState {
     }
 }
 
-/// `messages` in the model's chat template, or in a plain `### role` layout for a model
-/// without one.
+/// `messages` in the server's prompt format, the assistant's turn opened; after plain text
+/// the answer starts its own paragraph.
 fn templated(
-    template: Option<&str>,
+    format: &crate::llama::PromptFormat,
     messages: &[crate::llama::ChatMessage],
 ) -> Result<String, crate::llama::LlamaError> {
-    match template {
-        Some(template) => crate::llama::apply_chat_template(template, messages, true),
-        None => {
-            let mut text = String::new();
-            for m in messages {
-                text.push_str(&format!("### {}\n{}\n\n", m.role, m.content));
-            }
-            text.push_str("### assistant\n");
-            Ok(text)
-        }
+    let mut text = format.render(messages, true)?;
+    if !format.is_chat() {
+        text.push_str("\n\n");
     }
+    Ok(text)
 }

@@ -1,7 +1,8 @@
 //! Training data: chat JSONL (as `medllm prepare` writes it) or plain text, turned into
 //! tokens with a label per position, then packed into fixed windows.
 //!
-//! A chat example is rendered with the model's own chat template. Each assistant turn is
+//! A chat example is rendered in the run's prompt format (`--chat-template`, else the model's
+//! own chat template, else plain text). Each assistant turn is
 //! the rendered conversation up to it (opened for the assistant) followed by the turn
 //! itself; only the turn's tokens are labelled unless the prompt is trained on too.
 
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::llama::{ChatMessage, IGNORED_LABEL, LlamaError, Model, Token, apply_chat_template};
+use crate::llama::{ChatMessage, IGNORED_LABEL, LlamaError, Model, PromptFormat, Token};
 
 /// How lines of the training files are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,9 +83,11 @@ struct TextLine {
     text: String,
 }
 
-/// Reads and tokenises `path`. `window` is the context length of training.
+/// Reads and tokenises `path`, rendering chat lines in `prompt_format`. `window` is the
+/// context length of training.
 pub fn load_examples(
     model: &Model,
+    prompt_format: &PromptFormat,
     path: &Path,
     format: DataFormat,
     train_on_prompt: bool,
@@ -93,7 +96,6 @@ pub fn load_examples(
 ) -> Result<LoadedData, std::io::Error> {
     let file = std::fs::File::open(path)?;
     let mut data = LoadedData::default();
-    let template = model.chat_template();
     let is_jsonl = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("jsonl"));
     if format == DataFormat::Text && !is_jsonl {
         // A plain text file is one document, cut into windows.
@@ -116,10 +118,7 @@ pub fn load_examples(
         let bad = |reason: String| BadLine { file: path.to_path_buf(), line: index + 1, reason };
         let example = match format {
             DataFormat::Chat => match serde_json::from_str::<ChatLine>(&line) {
-                Ok(chat) => match &template {
-                    Some(template) => chat_example(model, template, &chat.messages, train_on_prompt),
-                    None => Err("the model has no chat template (use --text for plain text)".to_string()),
-                },
+                Ok(chat) => chat_example(model, prompt_format, &chat.messages, train_on_prompt),
                 Err(e) => Err(format!("not a chat line with `messages`: {}", json_error_kind(&e))),
             },
             DataFormat::Text => match serde_json::from_str::<TextLine>(&line) {
@@ -165,7 +164,7 @@ fn json_error_kind(e: &serde_json::Error) -> String {
 /// The tokens of a conversation, with only assistant turns trained unless `train_on_prompt`.
 fn chat_example(
     model: &Model,
-    template: &str,
+    template: &PromptFormat,
     messages: &[ChatMessage],
     train_on_prompt: bool,
 ) -> Result<Example, String> {
@@ -173,7 +172,7 @@ fn chat_example(
         return Err("no assistant message to learn".into());
     }
     let render = |messages: &[ChatMessage], open: bool| -> Result<String, String> {
-        apply_chat_template(template, messages, open).map_err(|e: LlamaError| e.to_string())
+        template.render(messages, open).map_err(|e: LlamaError| e.to_string())
     };
     // Text pieces in order, each trained or not.
     let mut pieces: Vec<(String, bool)> = Vec::new();

@@ -62,6 +62,9 @@ pub struct FinetuneSettings {
     pub method: Method,
     /// Chat or plain text.
     pub format: DataFormat,
+    /// How chat lines become text (`--chat-template`); `None`: the model's own chat
+    /// template, else plain text (noted once).
+    pub chat_template: Option<crate::llama::ChatTemplateArg>,
     /// Put the loss on prompt tokens too.
     pub train_on_prompt: bool,
     /// Tokens per window.
@@ -253,7 +256,8 @@ pub fn finetune(
         (None, true) => f32_base(settings, &mut notes, observer)?,
         (_, false) => settings.model.clone(),
     };
-    let model = Model::load(&model_path, &ModelParams { use_mmap: !full, vocab_only: false })?;
+    // No repacked weights: the backward pass dequantises the frozen base's matrices.
+    let model = Model::load(&model_path, &ModelParams { use_mmap: !full, vocab_only: false, repack: false })?;
     if !full && !base_is_f32(&settings.model)? {
         let note = "the base stays in its quantized type; gradients flow through it to the F32 adapter";
         observer.note(note);
@@ -261,8 +265,15 @@ pub fn finetune(
     }
 
     let window = settings.ctx as usize;
+    let resolved = crate::llama::resolve_template(settings.chat_template.as_ref(), model.chat_template())?;
+    if resolved.fell_back && settings.format == DataFormat::Chat {
+        observer.note(crate::llama::NO_TEMPLATE_NOTE);
+        notes.push(crate::llama::NO_TEMPLATE_NOTE.into());
+    }
+    let prompt_format = resolved.format;
     let train = load_examples(
         &model,
+        &prompt_format,
         &settings.train,
         settings.format,
         settings.train_on_prompt,
@@ -272,14 +283,26 @@ pub fn finetune(
     .map_err(io_error(&settings.train))?;
     let val = match &settings.val {
         Some(path) => Some(
-            load_examples(&model, path, settings.format, settings.train_on_prompt, window, settings.overlong)
-                .map_err(io_error(path))?,
+            load_examples(
+                &model,
+                &prompt_format,
+                path,
+                settings.format,
+                settings.train_on_prompt,
+                window,
+                settings.overlong,
+            )
+            .map_err(io_error(path))?,
         ),
         None => None,
     };
     let mut bad_lines: Vec<(String, usize, String)> = Vec::new();
-    for bad in train.bad_lines.iter().chain(val.iter().flat_map(|v| v.bad_lines.iter())) {
-        observer.note(&format!("{}:{}: {}", bad.file.display(), bad.line, bad.reason));
+    let all_bad: Vec<&BadLine> =
+        train.bad_lines.iter().chain(val.iter().flat_map(|v| v.bad_lines.iter())).collect();
+    for note in bad_line_notes(&all_bad) {
+        observer.note(&note);
+    }
+    for bad in all_bad {
         bad_lines.push((bad.file.display().to_string(), bad.line, bad.reason.clone()));
     }
     if train.examples.is_empty() {
@@ -727,4 +750,29 @@ fn write_checkpoint(
     let path = dir.join("state.json");
     write_atomically(&path, |w| serde_json::to_writer_pretty(w, &state).map_err(std::io::Error::other))
         .map_err(io_error(&path))
+}
+
+/// One note per file and reason, however many lines share it: `FILE:LINE: reason` for a
+/// single line, `FILE: N lines (first: line L): reason` for several.
+fn bad_line_notes(bad: &[&BadLine]) -> Vec<String> {
+    let mut groups: Vec<(&Path, &str, usize, usize)> = Vec::new();
+    for line in bad {
+        match groups
+            .iter_mut()
+            .find(|(file, reason, _, _)| *file == line.file.as_path() && *reason == line.reason)
+        {
+            Some(group) => group.3 += 1,
+            None => groups.push((line.file.as_path(), line.reason.as_str(), line.line, 1)),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(file, reason, first, count)| {
+            if count == 1 {
+                format!("{}:{first}: {reason}", file.display())
+            } else {
+                format!("{}: {count} lines (first: line {first}): {reason}", file.display())
+            }
+        })
+        .collect()
 }

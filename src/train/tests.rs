@@ -48,13 +48,20 @@ fn packing_labels_the_next_token_only_where_it_is_trained() {
     assert_eq!(pack_windows(&[&a, &b], 8, Token(0), false).len(), 2);
 }
 
+/// The model's own chat template, as a run without --chat-template uses it.
+fn own_template(model: &Model) -> crate::llama::PromptFormat {
+    crate::llama::resolve_template(None, model.chat_template()).unwrap().format
+}
+
 #[test]
 fn chat_examples_train_on_the_response_only_unless_asked() {
     let model = tiny_model();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("train.jsonl");
     std::fs::write(&path, chat_line("Pain in the chest.", "angina") + "\n").unwrap();
-    let data = load_examples(&model, &path, DataFormat::Chat, false, 512, Overlong::Skip).unwrap();
+    let data =
+        load_examples(&model, &own_template(&model), &path, DataFormat::Chat, false, 512, Overlong::Skip)
+            .unwrap();
     assert_eq!(data.examples.len(), 1);
     let ex = &data.examples[0];
     let trained: Vec<Token> = ex.tokens.iter().zip(&ex.train).filter(|(_, t)| **t).map(|(t, _)| *t).collect();
@@ -63,7 +70,9 @@ fn chat_examples_train_on_the_response_only_unless_asked() {
     assert!(!text.contains("chest"), "the prompt is not trained: {text:?}");
     assert!(ex.train.iter().filter(|t| !**t).count() > 5);
 
-    let all = load_examples(&model, &path, DataFormat::Chat, true, 512, Overlong::Skip).unwrap();
+    let all =
+        load_examples(&model, &own_template(&model), &path, DataFormat::Chat, true, 512, Overlong::Skip)
+            .unwrap();
     assert!(all.examples[0].train.iter().skip(1).all(|t| *t));
     assert_eq!(all.examples[0].tokens, ex.tokens, "the same tokens either way");
 }
@@ -81,14 +90,57 @@ fn bad_and_overlong_lines_are_counted_by_line_number() {
         chat_line(&long, "x"),
     ];
     std::fs::write(&path, lines.join("\n")).unwrap();
-    let data = load_examples(&model, &path, DataFormat::Chat, false, 128, Overlong::Skip).unwrap();
+    let data =
+        load_examples(&model, &own_template(&model), &path, DataFormat::Chat, false, 128, Overlong::Skip)
+            .unwrap();
     assert_eq!(data.examples.len(), 1);
     assert_eq!(data.bad_lines.iter().map(|b| b.line).collect::<Vec<_>>(), vec![2, 3]);
     assert_eq!(data.skipped_overlong, 1);
-    let truncated = load_examples(&model, &path, DataFormat::Chat, true, 128, Overlong::Truncate).unwrap();
+    let truncated =
+        load_examples(&model, &own_template(&model), &path, DataFormat::Chat, true, 128, Overlong::Truncate)
+            .unwrap();
     assert_eq!(truncated.truncated, 1);
     assert_eq!(truncated.examples.len(), 2);
     assert!(truncated.examples.iter().all(|e| e.tokens.len() <= 128));
+}
+
+#[test]
+fn plain_text_format_trains_on_the_response_after_a_blank_line() {
+    // A base model without a template: the prompt is the messages' text, the response
+    // follows a blank line and is the only thing trained.
+    let model = tiny_model();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("train.jsonl");
+    std::fs::write(&path, chat_line("Pain in the chest.", "angina") + "\n").unwrap();
+    let plain = crate::llama::PromptFormat::Plain;
+    let data = load_examples(&model, &plain, &path, DataFormat::Chat, false, 512, Overlong::Skip).unwrap();
+    let ex = &data.examples[0];
+    let all = model.detokenize(&ex.tokens, true);
+    assert!(!all.contains("<|im_start|>"), "no chat markup: {all:?}");
+    let trained: Vec<Token> = ex.tokens.iter().zip(&ex.train).filter(|(_, t)| **t).map(|(t, _)| *t).collect();
+    let text = model.detokenize(&trained, true);
+    assert_eq!(text.trim_start(), "angina", "{text:?}");
+}
+
+#[test]
+fn repeated_bad_lines_give_one_note_with_a_count() {
+    let bad = |line: usize, reason: &str| BadLine { file: "t.jsonl".into(), line, reason: reason.into() };
+    let lines =
+        [bad(2, "no assistant message to learn"), bad(5, "other"), bad(7, "no assistant message to learn")];
+    let lines: Vec<&BadLine> = lines.iter().collect();
+    let mut many = Vec::new();
+    for i in 0..104 {
+        many.push(bad(i + 1, "no assistant message to learn"));
+    }
+    assert_eq!(
+        super::bad_line_notes(&lines),
+        vec!["t.jsonl: 2 lines (first: line 2): no assistant message to learn", "t.jsonl:5: other"]
+    );
+    let many: Vec<&BadLine> = many.iter().collect();
+    assert_eq!(
+        super::bad_line_notes(&many),
+        vec!["t.jsonl: 104 lines (first: line 1): no assistant message to learn"]
+    );
 }
 
 struct Quiet;
@@ -120,6 +172,7 @@ fn write_data(dir: &Path) -> (PathBuf, PathBuf) {
 fn settings(dir: &Path, output: &str) -> FinetuneSettings {
     let (train, val) = write_data(dir);
     FinetuneSettings {
+        chat_template: None,
         model: tiny_model_path().to_path_buf(),
         train,
         val: Some(val),

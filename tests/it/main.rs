@@ -1,6 +1,7 @@
 //! Integration tests: the real `medllm` binary driven as users run it.
 #![allow(missing_docs)]
 
+mod cli_chat_template;
 mod cli_data;
 mod cli_eval;
 mod cli_extract;
@@ -12,6 +13,7 @@ mod cli_ollama;
 mod cli_outputs;
 mod docs;
 mod model_metadata_fuzz;
+mod real_gemma;
 mod real_model;
 mod repository;
 mod serve;

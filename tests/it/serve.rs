@@ -18,6 +18,8 @@ struct Served {
     child: Child,
     base: String,
     name: String,
+    /// What the server printed before it listened (notes).
+    before_listening: Vec<String>,
 }
 
 impl Drop for Served {
@@ -56,7 +58,7 @@ fn serve(model: &Path, extra: &[&str]) -> Served {
     };
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Served { child, base: format!("http://{addr}"), name }
+    Served { child, base: format!("http://{addr}"), name, before_listening: seen }
 }
 
 fn python() -> String {
@@ -95,6 +97,45 @@ fn serve_answers_on_the_tiny_model_and_names_it_after_the_file() {
     assert_eq!(tags["models"][0]["name"], "tiny");
     let reply = agent.get(format!("{}/api/tags", served.base)).call().unwrap();
     assert_eq!(reply.status().as_u16(), 401);
+}
+
+/// `prompt_eval_count` of a one-message `/api/chat` request: how many tokens the prompt the
+/// server laid out has.
+fn chat_prompt_tokens(served: &Served) -> u64 {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let body = serde_json::json!({"model": served.name, "stream": false,
+        "messages": [{"role": "user", "content": "the patient"}],
+        "options": {"temperature": 0, "num_predict": 2}});
+    let mut reply = agent
+        .post(format!("{}/api/chat", served.base))
+        .header("authorization", &format!("Bearer {KEY}"))
+        .header("content-type", "application/json")
+        .send(body.to_string().as_str())
+        .unwrap();
+    assert_eq!(reply.status().as_u16(), 200);
+    let answer: serde_json::Value =
+        serde_json::from_str(&reply.body_mut().read_to_string().unwrap()).unwrap();
+    answer["prompt_eval_count"].as_u64().unwrap()
+}
+
+#[test]
+fn serve_lays_out_chat_in_the_chosen_template_and_notes_a_bare_model_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("bare.gguf");
+    let spec = medllm::gguf::TinyModelSpec { chat_template: false, ..Default::default() };
+    medllm::gguf::write_tiny_model(&bare, &spec).unwrap();
+    let own = chat_prompt_tokens(&serve(tiny_model(), &["--parallel", "1"]));
+    let named = serve(&bare, &["--parallel", "1", "--chat-template", "chatml"]);
+    assert!(
+        named.before_listening.iter().all(|l| !l.contains("no chat template")),
+        "{:?}",
+        named.before_listening
+    );
+    assert_eq!(chat_prompt_tokens(&named), own, "ChatML named on the bare copy is the tiny model's own");
+    let plain = serve(&bare, &["--parallel", "1"]);
+    let notes = plain.before_listening.iter().filter(|l| l.contains("no chat template")).count();
+    assert_eq!(notes, 1, "{:?}", plain.before_listening);
+    assert!(chat_prompt_tokens(&plain) < own, "plain text has no ChatML markers");
 }
 
 #[test]
