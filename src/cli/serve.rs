@@ -76,6 +76,10 @@ pub(crate) struct ServeArgs {
     /// maxLength for strings a schema leaves unbounded.
     #[arg(long, value_name = "CHARS", default_value_t = 200)]
     max_string: u64,
+    /// Decode one token per step: no speculative copying from the prompt for greedy
+    /// constrained requests (the replies are the same; it is only slower).
+    #[arg(long)]
+    no_speculate: bool,
 }
 
 pub(crate) fn run(args: ServeArgs, global: &GlobalOptions) -> Result<Outcome> {
@@ -113,6 +117,7 @@ pub(crate) fn run(args: ServeArgs, global: &GlobalOptions) -> Result<Outcome> {
         audit_log: args.audit_log.clone(),
         audit_key_file: args.audit_key_file.clone(),
         schema_limits: SchemaLimits { max_items: args.max_items, max_string: args.max_string },
+        speculate: !args.no_speculate,
     };
     let server = Server::start(&args.model.model, options)
         .with_context(|| format!("cannot serve {}", args.model.model.display()))?;

@@ -74,6 +74,9 @@ pub struct ServeOptions {
     pub audit_key_file: Option<PathBuf>,
     /// Bounds added to JSON Schemas that leave sizes open.
     pub schema_limits: SchemaLimits,
+    /// Speculative copying from the prompt for greedy constrained requests (replies are
+    /// the same either way).
+    pub speculate: bool,
 }
 
 impl Default for ServeOptions {
@@ -98,6 +101,7 @@ impl Default for ServeOptions {
             audit_log: None,
             audit_key_file: None,
             schema_limits: SchemaLimits::default(),
+            speculate: true,
         }
     }
 }
