@@ -113,7 +113,7 @@ pub struct Extractor<'m> {
 
 /// What constrains a run's outputs.
 enum RunPlan {
-    Schema { factory: ConstraintFactory, plan: ExtractionPlan },
+    Schema { factory: Box<ConstraintFactory>, plan: Box<ExtractionPlan> },
     Gbnf { grammar: String, template: PromptTemplate },
 }
 
@@ -158,7 +158,7 @@ impl<'m> Extractor<'m> {
                 let factory = ConstraintFactory::new(model)?;
                 let bound = schema.max_output_bytes as usize;
                 let plan = ExtractionPlan::new(model, &factory, schema, options.clone())?;
-                (RunPlan::Schema { factory, plan }, bound)
+                (RunPlan::Schema { factory: Box::new(factory), plan: Box::new(plan) }, bound)
             }
             OutputConstraint::Gbnf(grammar) => {
                 // Checked here so that a broken grammar fails before any document.
