@@ -44,7 +44,10 @@ impl PromptLookup {
         if length == 0 {
             return Vec::new();
         }
-        let Some(end) = self.find(output) else { return Vec::new() };
+        // A byte match may end inside a character of the source: nothing to draft there.
+        let Some(end) = self.find(output).filter(|&end| self.source.is_char_boundary(end)) else {
+            return Vec::new();
+        };
         self.cursor = end;
         let mut stop = (end + CONTINUATION_BYTES).min(self.source.len());
         while !self.source.is_char_boundary(stop) {
