@@ -111,7 +111,7 @@ extract_row() {
   local label="$1"; shift
   local out; out="$(mktemp)"
   local summary
-  summary="$($medllm extract -v -m "$model" -t "$threads" "$@" -o "$out" 2>&1 | grep -E '^(extracted|time:)')"
+  summary="$($medllm extract -v -m "$model" -t "$threads" "$@" -o "$out" 2>&1 | grep -E '^(extracted|time:|speculation:)')"
   python3 - "$out" "$label" "$summary" <<'PY'
 import json, re, sys
 path, label, summary = sys.argv[1:]
@@ -123,27 +123,33 @@ strings = grounded + sum(len(r["ungrounded"]) for r in records)
 generated = sum(r["tokens"]["generated"] for r in records)
 m = re.search(r"in ([0-9.]+) s \(([0-9.]+) docs/min\)", summary)
 seconds, per_min = float(m.group(1)), float(m.group(2))
-print(f"| {label:<44} | {per_min:9.1f} | {valid:>3}/{len(records):<3} | {100*grounded/max(strings,1):7.1f}% | {generated/seconds:9.1f} | {constraint:>9}% |")
+s = re.search(r"speculation: ([0-9]+) of ([0-9]+) drafted", summary)
+drafts = f"{s.group(1)}/{s.group(2)}" if s and int(s.group(2)) else "-"
+print(f"| {label:<44} | {per_min:9.1f} | {valid:>3}/{len(records):<3} | {100*grounded/max(strings,1):7.1f}% | {generated/seconds:9.1f} | {constraint:>9}% | {drafts:>11} |")
 PY
   rm -f "$out"
 }
 # "constraint": time choosing tokens (masks, sampling, forced text) as a share of the
 # time llama.cpp spends decoding: constrained generation runs at 1/(1+that) of the
 # unconstrained speed.
-printf '| %-44s | %9s | %7s | %8s | %9s | %10s |\n' "run" "docs/min" "valid" "grounded" "gen tok/s" "constraint"
-printf '| %-44s | %9s | %7s | %8s | %9s | %10s |\n' "--------------------------------------------" "---------" "-------" "--------" "---------" "----------"
+# "accepted": draft tokens of speculative copying accepted / drafted.
+printf '| %-44s | %9s | %7s | %8s | %9s | %10s | %11s |\n' "run" "docs/min" "valid" "grounded" "gen tok/s" "constraint" "accepted"
+printf '| %-44s | %9s | %7s | %8s | %9s | %10s | %11s |\n' "--------------------------------------------" "---------" "-------" "--------" "---------" "----------" "-----------"
 for p in 1 4 8; do
   extract_row "reports16, schema16, --parallel $p" --schema "$bench_dir/schema16.json" -P "$p" "$bench_dir/reports16.jsonl"
 done
+extract_row "reports16, schema16, --parallel 4, --no-speculate" --schema "$bench_dir/schema16.json" -P 4 --no-speculate "$bench_dir/reports16.jsonl"
+
 if [ -n "${LLAMA_SERVER:-}" ]; then
   read -r per_min ok total < <(python3 scripts/bench_llama_server.py "$LLAMA_SERVER" "$model" "$bench_dir" "$threads")
-  printf '| %-44s | %9s | %7s | %8s | %9s | %10s |\n' "llama-server -np 4, json_schema (same machine)" "$per_min" "$ok/$total" "-" "-" "-"
+  printf '| %-44s | %9s | %7s | %8s | %9s | %10s | %11s |\n' "llama-server -np 4, json_schema (same machine)" "$per_min" "$ok/$total" "-" "-" "-" "-"
 fi
 dev=tests/fixtures/extract_dev/reports.jsonl
 for schema in discharge_summary clinic_note medication_list; do
   extract_row "extract_dev (24), $schema, --parallel 4" --schema "$schema" -P 4 "$dev"
 done
 extract_row "extract_dev (24), discharge_summary, --extractive" --schema discharge_summary -P 4 --extractive "$dev"
+extract_row "extract_dev (24), discharge_summary, --extractive, --no-speculate" --schema discharge_summary -P 4 --extractive --no-speculate "$dev"
 fi
 
 if want serve; then

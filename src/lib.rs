@@ -6,6 +6,7 @@
 pub mod atomic_file;
 pub mod cli;
 pub mod data;
+pub(crate) mod engine;
 pub mod eval;
 pub mod extract;
 pub mod generate;

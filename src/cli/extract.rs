@@ -71,6 +71,10 @@ pub(crate) struct ExtractArgs {
     /// Seed for --temperature above 0.
     #[arg(long, value_name = "N", default_value_t = 0)]
     seed: u64,
+    /// Decode one token per step: no speculative copying of document passages (the
+    /// records are the same; it is only slower). Sampled runs never speculate.
+    #[arg(long)]
+    no_speculate: bool,
     /// JSONL field holding the text.
     #[arg(long, value_name = "NAME", default_value = "text")]
     text_field: String,
@@ -138,6 +142,7 @@ pub(crate) fn run(args: ExtractArgs, global: &GlobalOptions) -> Result<Outcome> 
         require_grounding: args.require_grounding,
         extractive: args.extractive,
         system: args.system.clone(),
+        speculate: !args.no_speculate,
         examples,
         prompt_format: Some(args.template.resolve(&model, global.quiet)?),
     };
@@ -223,6 +228,13 @@ pub(crate) fn run(args: ExtractArgs, global: &GlobalOptions) -> Result<Outcome> 
                 summary.decode_seconds,
                 summary.choose_seconds,
                 100.0 * summary.choose_seconds / summary.decode_seconds.max(1e-9)
+            );
+            let counts = summary.speculation;
+            eprintln!(
+                "speculation: {} of {} drafted tokens accepted ({:.1}%)",
+                counts.accepted,
+                counts.drafted,
+                100.0 * counts.accepted as f64 / counts.drafted.max(1) as f64
             );
         }
     }

@@ -14,6 +14,12 @@ impl SeededRng {
         SeededRng { state: seed ^ 0x9E37_79B9_7F4A_7C15 }
     }
 
+    /// A generator whose first number is the one SplitMix64 gives after `state` (the
+    /// decoder's sampling streams, which started from the bare seed before this type).
+    pub fn from_state(state: u64) -> SeededRng {
+        SeededRng { state }
+    }
+
     /// A generator for a seed and a key (a document id, a patient id).
     pub fn keyed(seed: u64, key: &str) -> SeededRng {
         SeededRng::new(seed ^ stable_hash(key.as_bytes()))

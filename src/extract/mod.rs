@@ -6,7 +6,6 @@ mod constraint;
 mod extractive;
 mod grounding;
 mod prompt;
-mod repeats;
 mod runner;
 mod schema;
 
@@ -19,9 +18,7 @@ use serde_json::Value;
 pub use constraint::{ConstraintFactory, DocumentConstraint};
 pub use grounding::{GroundingSpan, MatchKind, SourceIndex, ground, walk_strings};
 pub use prompt::{DEFAULT_INSTRUCTION, Example, PromptTemplate, parse_examples, read_examples};
-pub(crate) use repeats::ArrayRepeatScanner;
 pub use runner::{ExtractOptions, ExtractionPlan, Extractor, OutputConstraint, RunError, RunSummary};
-pub(crate) use runner::{SplitMix, choose, only_token};
 pub use schema::{BUILT_IN_SCHEMAS, ExtractionSchema, SchemaLimits, SchemaSource, load_schema};
 
 /// Token counts of one document.

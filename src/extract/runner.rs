@@ -5,18 +5,17 @@
 
 use std::time::Instant;
 
-use llguidance::toktrie::SimpleVob;
 use serde_json::Value;
 
 use super::constraint::{ConstraintFactory, DocumentConstraint};
 use super::extractive::extractive_grammar;
 use super::grounding::ground;
 use super::prompt::{Example, PromptTemplate};
-use super::repeats::ArrayRepeatScanner;
 use super::schema::{ExtractionSchema, enum_pointers, matches_pattern};
 use super::{ExtractError, ExtractionRecord, TokenCounts};
 use crate::data::{Document, InputItem};
-use crate::llama::{Batch, Context, ContextParams, LoraAdapter, Model, Sampler, SamplingParams, Token};
+use crate::engine::{self, BATCH, Chooser, Finish, Generation, GenerationSettings, SpeculationCounts};
+use crate::llama::{Batch, Context, LoraAdapter, Model, Sampler, SamplingParams, Token};
 
 /// How the output is constrained.
 #[derive(Debug, Clone)]
@@ -56,6 +55,10 @@ pub struct ExtractOptions {
     /// How the prompt is laid out (`--chat-template`); `None`: the model's own chat
     /// template, else plain text.
     pub prompt_format: Option<crate::llama::PromptFormat>,
+    /// Speculative copying: draft the tokens that follow the output's last tokens in the
+    /// document and keep those greedy decoding would choose (greedy schema runs only;
+    /// the records are the same either way).
+    pub speculate: bool,
 }
 
 impl Default for ExtractOptions {
@@ -73,6 +76,7 @@ impl Default for ExtractOptions {
             system: None,
             examples: Vec::new(),
             prompt_format: None,
+            speculate: true,
         }
     }
 }
@@ -94,6 +98,8 @@ pub struct RunSummary {
     pub choose_seconds: f64,
     /// Seconds from start to end.
     pub seconds: f64,
+    /// Tokens drafted and accepted by speculative copying.
+    pub speculation: SpeculationCounts,
     /// A signal stopped the run (see [`crate::interrupt`]): the documents in progress
     /// and those not yet started have no record.
     pub interrupted: bool,
@@ -103,42 +109,42 @@ pub struct RunSummary {
 pub struct Extractor<'m> {
     model: &'m Model,
     ctx: Context<'m>,
-    constraint: OutputConstraint,
-    guidance: Option<ConstraintFactory>,
-    template: PromptTemplate,
-    validator: Option<jsonschema::Validator>,
+    plan: RunPlan,
     options: ExtractOptions,
     budget: usize,
     prefix_seq: i32,
-    enum_paths: Vec<String>,
 }
 
-enum SlotConstraint<'m> {
-    Guidance(Box<DocumentConstraint>),
-    Gbnf(Sampler<'m>),
+/// What constrains a run's outputs.
+enum RunPlan {
+    Schema { factory: Box<ConstraintFactory>, plan: Box<ExtractionPlan> },
+    Gbnf { grammar: String, template: PromptTemplate },
 }
 
+impl RunPlan {
+    fn template(&self) -> &PromptTemplate {
+        match self {
+            RunPlan::Schema { plan, .. } => &plan.template,
+            RunPlan::Gbnf { template, .. } => template,
+        }
+    }
+
+    fn factory(&self) -> Option<&ConstraintFactory> {
+        match self {
+            RunPlan::Schema { factory, .. } => Some(factory),
+            RunPlan::Gbnf { .. } => None,
+        }
+    }
+}
+
+/// A document being decoded.
 struct Slot<'m> {
     id: String,
     text: String,
-    seq: i32,
-    /// Tokens waiting to be decoded (prompt first, then generated ones).
-    pending: Vec<Token>,
-    /// Next KV position of the sequence.
-    pos: i32,
-    constraint: SlotConstraint<'m>,
-    /// Generated tokens, and the output byte offset where each ends.
-    tokens: Vec<Token>,
-    token_ends: Vec<usize>,
-    output: Vec<u8>,
-    /// The allowed set computed after the last forced token, for the next choice.
-    next_mask: Option<SimpleVob>,
-    repeats: ArrayRepeatScanner,
+    generation: Generation<'m>,
     prompt_tokens: usize,
     started: Instant,
     warnings: Vec<String>,
-    logits_at: Option<usize>,
-    finished: Option<Result<(), String>>,
 }
 
 impl<'m> Extractor<'m> {
@@ -151,32 +157,27 @@ impl<'m> Extractor<'m> {
         options: ExtractOptions,
     ) -> Result<Extractor<'m>, ExtractError> {
         let parallel = options.parallel.max(1);
-        let (guidance, validator, schema_text, bound) = match &constraint {
+        let (plan, bound) = match constraint {
             OutputConstraint::Schema(schema) => {
                 let factory = ConstraintFactory::new(model)?;
-                // Compile once now, so a grammar error stops the run before any document.
-                if options.extractive {
-                    factory.lark_matcher(&extractive_grammar(&schema.bounded, "a sample document")?)?;
-                } else {
-                    factory.json_matcher(&schema.constraint_schema())?;
-                }
-                let validator = jsonschema::validator_for(&schema.bounded)
-                    .map_err(|e| ExtractError::Constraint(format!("schema does not validate: {e}")))?;
-                (Some(factory), Some(validator), schema.prompt_text.clone(), schema.max_output_bytes as usize)
+                let bound = schema.max_output_bytes as usize;
+                let plan = ExtractionPlan::new(model, &factory, schema, options.clone())?;
+                (RunPlan::Schema { factory: Box::new(factory), plan: Box::new(plan) }, bound)
             }
             OutputConstraint::Gbnf(grammar) => {
                 // Checked here so that a broken grammar fails before any document.
-                Sampler::with_grammar(model, &SamplingParams::greedy(), grammar, "root")?;
-                (None, None, "(the grammar given)".to_string(), usize::MAX)
+                Sampler::with_grammar(model, &SamplingParams::greedy(), &grammar, "root")?;
+                let template = PromptTemplate::new(
+                    model,
+                    options.prompt_format.as_ref(),
+                    options.system.as_deref(),
+                    "(the grammar given)",
+                    &options.examples,
+                )?;
+                (RunPlan::Gbnf { grammar, template }, usize::MAX)
             }
         };
-        let template = PromptTemplate::new(
-            model,
-            options.prompt_format.as_ref(),
-            options.system.as_deref(),
-            &schema_text,
-            &options.examples,
-        )?;
+        let template = plan.template();
         // The prefix holds instruction, schema and examples: no document text.
         tracing::debug!(
             "shared prompt prefix ({} tokens): {:?}",
@@ -193,51 +194,24 @@ impl<'m> Extractor<'m> {
                 options.max_tokens
             );
         }
+        // One sequence a document, and one holding the shared prefix, copied into each.
         let n_seq = parallel as u32 + 1;
-        let n_ctx = options.ctx_per_sequence.checked_mul(n_seq).ok_or_else(|| {
-            ExtractError::Prompt(format!(
-                "--ctx {} × {n_seq} sequences is too large",
-                options.ctx_per_sequence
-            ))
-        })?;
-        let params = ContextParams {
-            n_ctx,
-            n_batch: 512,
-            n_ubatch: 512,
-            n_seq_max: n_seq,
-            n_threads: options.threads,
-            n_threads_batch: options.threads,
-            // Each document attends only to its own stream; the shared prefix is copied.
-            unified_kv: false,
-            f32_kv: false,
-        };
-        let mut ctx = Context::new(model, &params)?;
-        if !adapters.is_empty() {
-            ctx.set_adapters(adapters)?;
-        }
+        let mut ctx = engine::open_context(
+            model,
+            adapters,
+            options.ctx_per_sequence,
+            n_seq,
+            options.threads,
+            BATCH as u32,
+        )?;
         let prefix_seq = parallel as i32;
-        let mut batch = Batch::new(512, 1);
-        for (k, chunk) in template.prefix.chunks(512).enumerate() {
+        let mut batch = Batch::new(BATCH, 1);
+        for (k, chunk) in template.prefix.chunks(BATCH).enumerate() {
             batch.clear();
-            batch.add_sequence(chunk, (k * 512) as i32, prefix_seq, false)?;
+            batch.add_sequence(chunk, (k * BATCH) as i32, prefix_seq, false)?;
             ctx.decode(&batch)?;
         }
-        let enum_paths = match &constraint {
-            OutputConstraint::Schema(schema) => enum_pointers(&schema.bounded),
-            OutputConstraint::Gbnf(_) => Vec::new(),
-        };
-        Ok(Extractor {
-            model,
-            ctx,
-            constraint,
-            guidance,
-            template,
-            validator,
-            options,
-            budget,
-            prefix_seq,
-            enum_paths,
-        })
+        Ok(Extractor { model, ctx, plan, options, budget, prefix_seq })
     }
 
     /// Tokens generated at most per document.
@@ -247,7 +221,7 @@ impl<'m> Extractor<'m> {
 
     /// Tokens of the shared prefix.
     pub fn prefix_tokens(&self) -> usize {
-        self.template.prefix.len()
+        self.plan.template().prefix.len()
     }
 
     /// Runs every input through the model, handing each record to `sink` as soon as it is
@@ -263,8 +237,7 @@ impl<'m> Extractor<'m> {
         let mut summary = RunSummary::default();
         let mut inputs = inputs;
         let mut slots: Vec<Option<Slot<'m>>> = (0..parallel).map(|_| None).collect();
-        let mut batch = Batch::new(512, 1);
-        let mut rng = SplitMix::new(self.options.seed);
+        let mut batch = Batch::new(BATCH, 1);
         let mut exhausted = false;
         loop {
             // Between batches, a stop request ends the run; what finished was emitted.
@@ -292,47 +265,17 @@ impl<'m> Extractor<'m> {
             if slots.iter().all(Option::is_none) {
                 break;
             }
-
-            // One batch: generating sequences first (one token or a few forced ones), then
-            // prompt tokens of starting documents in what room is left.
-            batch.clear();
-            let mut order: Vec<usize> = (0..parallel).filter(|&s| slots[s].is_some()).collect();
-            order.sort_by_key(|&s| slots[s].as_ref().map_or(0, |slot| slot.pending.len()));
-            for s in order {
-                let slot = slots[s].as_mut().expect("listed slots are active");
-                let room = batch.remaining();
-                if room == 0 {
-                    break;
-                }
-                let take = slot.pending.len().min(room);
-                // Logits are needed only once all queued tokens are in.
-                let completes = take == slot.pending.len();
-                for (k, token) in slot.pending.drain(..take).enumerate() {
-                    let wants_logits = completes && k + 1 == take;
-                    let index =
-                        batch.add(token, slot.pos, &[slot.seq], wants_logits).map_err(ExtractError::from)?;
-                    slot.pos += 1;
-                    if wants_logits {
-                        slot.logits_at = Some(index);
-                    }
-                }
-            }
-            let decoding = Instant::now();
-            self.ctx.decode(&batch).map_err(ExtractError::from)?;
-            summary.decode_seconds += decoding.elapsed().as_secs_f64();
-
-            // Choose the next token of every sequence that has logits.
+            let mut active: Vec<&mut Generation<'m>> =
+                slots.iter_mut().flatten().map(|slot| &mut slot.generation).collect();
+            let factory = self.plan.factory();
+            let times = engine::decode_step(self.model, factory, &mut self.ctx, &mut batch, &mut active)
+                .map_err(ExtractError::from)?;
+            summary.decode_seconds += times.decode_seconds;
+            summary.choose_seconds += times.choose_seconds;
             for entry in slots.iter_mut() {
-                let Some(slot) = entry.as_mut() else { continue };
-                let Some(index) = slot.logits_at.take() else { continue };
-                let choosing = Instant::now();
-                if let Err(e) = self.step(slot, index, &mut rng) {
-                    slot.finished = Some(Err(crate::with_causes(&e)));
-                }
-                summary.choose_seconds += choosing.elapsed().as_secs_f64();
-                if slot.finished.is_some() {
+                if entry.as_ref().is_some_and(|slot| slot.generation.finish.is_some()) {
                     let slot = entry.take().expect("checked above");
-                    let record = self.finish(slot);
+                    let record = self.finish(slot, &mut summary);
                     self.emit(&mut summary, record, sink)?;
                 }
             }
@@ -362,12 +305,16 @@ impl<'m> Extractor<'m> {
     /// tokens queued.
     fn start(&mut self, seq: i32, doc: Document) -> Result<Slot<'m>, (String, String)> {
         let fail = |e: ExtractError| (doc.id.clone(), crate::with_causes(&e));
-        let mut tokens = self.template.document_tokens(self.model, &doc.text).map_err(fail)?;
+        let template = self.plan.template();
+        let mut tokens = template.document_tokens(self.model, &doc.text).map_err(fail)?;
         let mut warnings = Vec::new();
-        let prefix = self.template.prefix.len();
-        let room = (self.ctx.n_ctx_per_sequence() as usize).saturating_sub(prefix + self.budget);
+        let prefix = template.prefix.len();
+        // A sequence may not outgrow its share of the one cache all sequences use.
+        let per_sequence =
+            (self.ctx.n_ctx_per_sequence() as usize).min(self.options.ctx_per_sequence as usize);
+        let room = per_sequence.saturating_sub(prefix + self.budget);
         if tokens.len() > room {
-            let suffix = self.template.suffix_tokens(self.model).map_err(fail)?;
+            let suffix = template.suffix_tokens(self.model).map_err(fail)?;
             let keep = room.saturating_sub(suffix.len());
             if keep == 0 {
                 return Err((doc.id, "the context has no room for the document (raise --ctx)".into()));
@@ -382,235 +329,59 @@ impl<'m> Extractor<'m> {
             tokens.truncate(keep);
             tokens.extend(suffix);
         }
-        let constraint = match &self.constraint {
-            OutputConstraint::Schema(schema) => {
-                let factory = self.guidance.as_ref().expect("schema runs have a factory");
-                let matcher = if self.options.extractive {
-                    let grammar = extractive_grammar(&schema.bounded, &doc.text).map_err(fail)?;
-                    factory.lark_matcher(&grammar)
-                } else {
-                    factory.json_matcher(&schema.constraint_schema())
-                };
-                SlotConstraint::Guidance(Box::new(matcher.map_err(fail)?))
+        let chooser = match &self.plan {
+            RunPlan::Schema { factory, plan } => {
+                Chooser::Guided(Box::new(plan.constraint(factory, &doc.text).map_err(fail)?))
             }
-            OutputConstraint::Gbnf(grammar) => SlotConstraint::Gbnf(
+            RunPlan::Gbnf { grammar, .. } => Chooser::Sampler(
                 Sampler::with_grammar(self.model, &SamplingParams::greedy(), grammar, "root")
                     .map_err(|e| fail(e.into()))?,
             ),
         };
         self.ctx.remove_positions(seq, None, None);
         self.ctx.copy_sequence(self.prefix_seq, seq, None, None);
-        Ok(Slot {
-            id: doc.id,
-            text: doc.text,
-            seq,
-            prompt_tokens: prefix + tokens.len(),
-            pending: tokens,
-            pos: prefix as i32,
-            constraint,
-            tokens: Vec::new(),
-            token_ends: Vec::new(),
-            output: Vec::new(),
-            next_mask: None,
-            repeats: ArrayRepeatScanner::default(),
-            started: Instant::now(),
-            warnings,
-            logits_at: None,
-            finished: None,
-        })
-    }
-
-    /// Picks the next token of `slot` from logits row `index`, then queues it with the
-    /// tokens the grammar forces after it (decoded together in the next batch, no logits
-    /// needed between them). A repeated array item is rolled back and the array closed.
-    fn step(&mut self, slot: &mut Slot<'m>, index: usize, rng: &mut SplitMix) -> Result<(), ExtractError> {
-        let eos = self.guidance.as_ref().map(ConstraintFactory::eos);
-        self.ctx.check_logits(index)?;
-        let decoded = slot.tokens.len();
-        let token = match &mut slot.constraint {
-            SlotConstraint::Gbnf(sampler) => sampler.sample(&self.ctx, index),
-            SlotConstraint::Guidance(constraint) => {
-                let mask = match slot.next_mask.take() {
-                    Some(mask) => mask,
-                    None => constraint.allowed()?,
-                };
-                let mut mask = mask;
-                // A token repeated many times in a row is a loop ("2000000…"), not data.
-                if let Some(&last) = slot.tokens.last()
-                    && slot.repeats.in_string()
-                    && slot.tokens.len() >= MAX_TOKEN_RUN
-                    && slot.tokens[slot.tokens.len() - MAX_TOKEN_RUN..].iter().all(|&t| t == last)
-                    && mask.num_set() > 1
-                {
-                    mask.disallow_token(last.0 as u32);
-                }
-                let logits = self.ctx.logits(index).ok_or(ExtractError::Constraint("no logits".into()))?;
-                choose(logits, &mask, self.options.temperature, rng)
-                    .ok_or_else(|| ExtractError::Constraint("the schema allows no token here".into()))?
-            }
+        let settings = GenerationSettings {
+            budget: self.budget,
+            temperature: self.options.temperature,
+            // Per document, so a sampled record does not depend on the order of the run.
+            seed: self.options.seed ^ crate::data::rng::stable_hash(doc.id.as_bytes()),
+            repeat_control: true,
+            speculate_from: self.options.speculate.then(|| doc.text.clone()),
         };
-        if self.model.is_end_of_generation(token) || Some(token) == eos {
-            slot.finished = Some(Ok(()));
-            return Ok(());
-        }
-        self.push_token(slot, token)?;
-        if matches!(slot.constraint, SlotConstraint::Guidance(_)) {
-            self.follow_forced(slot, eos)?;
-            if slot.finished.is_none()
-                && let Some(repeat) = slot.repeats.scan(&slot.output)
-                && self.cut_repeat(slot, repeat.cut_at, decoded)?
-            {
-                self.follow_forced(slot, eos)?;
-            }
-        }
-        if slot.finished.is_none() && slot.tokens.len() >= self.budget {
-            slot.finished = Some(Err(format!(
-                "output budget of {} tokens exhausted before the JSON was complete",
-                self.budget
-            )));
-        }
-        // Generated tokens already in the KV cache (fewer if a repeat was cut).
-        let in_cache = (slot.pos as usize).saturating_sub(slot.prompt_tokens).min(slot.tokens.len());
-        slot.pending = slot.tokens[in_cache..].to_vec();
-        Ok(())
-    }
-
-    /// Appends a chosen token to the output and, under a schema, to the matcher.
-    fn push_token(&self, slot: &mut Slot<'m>, token: Token) -> Result<(), ExtractError> {
-        if let SlotConstraint::Guidance(constraint) = &mut slot.constraint {
-            constraint.accept(token)?;
-        }
-        slot.output.extend(self.model.token_piece(token, false));
-        slot.tokens.push(token);
-        slot.token_ends.push(slot.output.len());
-        Ok(())
-    }
-
-    /// Accepts the text the grammar forces (keys, punctuation), until a real choice or the
-    /// end; those tokens are then decoded in one batch, with no choice between them.
-    fn follow_forced(&self, slot: &mut Slot<'m>, eos: Option<Token>) -> Result<(), ExtractError> {
-        let factory = self.guidance.as_ref().expect("schema runs have a factory");
-        loop {
-            let SlotConstraint::Guidance(constraint) = &mut slot.constraint else { return Ok(()) };
-            if constraint.is_stopped() {
-                slot.finished = Some(match constraint.error() {
-                    Some(e) => Err(format!("constraint failed: {e}")),
-                    None => Ok(()),
-                });
-                return Ok(());
-            }
-            let forced = constraint.forced_bytes();
-            if !forced.is_empty() {
-                let room = self.budget.saturating_sub(slot.tokens.len());
-                let mut tokens = factory.tokenize_forced(self.model, &forced);
-                tokens.truncate(room);
-                let accepted = constraint.accept_prefix(&tokens)?;
-                for &token in &tokens[..accepted] {
-                    slot.output.extend(self.model.token_piece(token, false));
-                    slot.tokens.push(token);
-                    slot.token_ends.push(slot.output.len());
-                }
-                if accepted > 0 {
-                    continue;
-                }
-            }
-            let SlotConstraint::Guidance(constraint) = &mut slot.constraint else { return Ok(()) };
-            let mask = constraint.allowed()?;
-            match only_token(&mask) {
-                Some(token) if Some(token) == eos => {
-                    slot.finished = Some(Ok(()));
-                    return Ok(());
-                }
-                Some(token) if slot.tokens.len() < self.budget => self.push_token(slot, token)?,
-                _ => {
-                    slot.next_mask = Some(mask);
-                    return Ok(());
-                }
-            }
-        }
-    }
-
-    /// Removes the output from byte `cut_at` on (a repeated array item and its comma) and
-    /// closes the array. Tokens already decoded are removed from the KV cache. Returns
-    /// false, leaving everything as it was, when the schema does not allow the array to
-    /// end there (e.g. `minItems`).
-    fn cut_repeat(
-        &mut self,
-        slot: &mut Slot<'m>,
-        cut_at: usize,
-        decoded: usize,
-    ) -> Result<bool, ExtractError> {
-        let SlotConstraint::Guidance(constraint) = &mut slot.constraint else { return Ok(false) };
-        let saved = (constraint.clone(), slot.tokens.clone(), slot.token_ends.clone(), slot.output.clone());
-        let keep = slot.token_ends.partition_point(|&end| end <= cut_at);
-        let kept_end = if keep == 0 { 0 } else { slot.token_ends[keep - 1] };
-        // What must follow the kept tokens: the rest of the last good item, then `]`.
-        let mut tail = slot.output[kept_end..cut_at].to_vec();
-        tail.push(b']');
-        constraint.rollback(slot.tokens.len() - keep)?;
-        slot.tokens.truncate(keep);
-        slot.token_ends.truncate(keep);
-        slot.output.truncate(kept_end);
-        let mut rest: &[u8] = &tail;
-        while !rest.is_empty() {
-            let SlotConstraint::Guidance(constraint) = &mut slot.constraint else { unreachable!() };
-            let mask = constraint.allowed()?;
-            let mut best: Option<(Token, usize)> = None;
-            mask.iter_set_entries(|i| {
-                let piece = self.model.token_piece(Token(i as i32), false);
-                if !piece.is_empty() && rest.starts_with(&piece) && best.is_none_or(|(_, n)| piece.len() > n)
-                {
-                    best = Some((Token(i as i32), piece.len()));
-                }
-            });
-            let Some((token, len)) = best else {
-                let SlotConstraint::Guidance(constraint) = &mut slot.constraint else { unreachable!() };
-                (*constraint, slot.tokens, slot.token_ends, slot.output) =
-                    (saved.0, saved.1, saved.2, saved.3);
-                return Ok(false);
-            };
-            self.push_token(slot, token)?;
-            rest = &rest[len..];
-        }
-        // Drop from the KV cache what was decoded past the kept tokens. A cache that cannot
-        // cut a sequence part-way (recurrent and hybrid models) keeps the repeat instead.
-        if keep < decoded {
-            let from = slot.pos - (decoded - keep) as i32;
-            if !self.ctx.remove_positions(slot.seq, Some(from), None) {
-                let SlotConstraint::Guidance(constraint) = &mut slot.constraint else { unreachable!() };
-                (*constraint, slot.tokens, slot.token_ends, slot.output) = saved;
-                slot.repeats.scan(&slot.output);
-                return Ok(false);
-            }
-            slot.pos = from;
-        }
-        slot.next_mask = None;
-        slot.repeats = ArrayRepeatScanner::default();
-        slot.repeats.scan(&slot.output);
-        tracing::debug!("{}: repeated array item removed, array closed", slot.id);
-        Ok(true)
+        let prompt_tokens = prefix + tokens.len();
+        let factory = self.plan.factory();
+        let generation = Generation::new(self.model, factory, seq, prefix, tokens, chooser, settings);
+        Ok(Slot { id: doc.id, text: doc.text, generation, prompt_tokens, started: Instant::now(), warnings })
     }
 
     /// Turns a finished slot into its record: parse, validate, ground.
-    fn finish(&mut self, slot: Slot<'m>) -> ExtractionRecord {
-        self.ctx.remove_positions(slot.seq, None, None);
-        let checks = RecordChecks {
-            validator: self.validator.as_ref(),
-            enum_paths: &self.enum_paths,
-            fuzzy_threshold: self.options.fuzzy_threshold,
-            require_grounding: self.options.require_grounding,
-        };
-        let failure = match slot.finished {
-            Some(Err(e)) => Some(e),
+    fn finish(&mut self, slot: Slot<'m>, summary: &mut RunSummary) -> ExtractionRecord {
+        self.ctx.remove_positions(slot.generation.seq, None, None);
+        summary.speculation.add(slot.generation.speculation);
+        let failure = match &slot.generation.finish {
+            Some(Finish::Failed(e)) => Some(e.clone()),
+            Some(Finish::Length) => Some(format!(
+                "output budget of {} tokens exhausted before the JSON was complete",
+                self.budget
+            )),
             _ => None,
+        };
+        let checks = match &self.plan {
+            RunPlan::Schema { plan, .. } => plan.checks(),
+            RunPlan::Gbnf { .. } => RecordChecks {
+                validator: None,
+                enum_paths: &[],
+                fuzzy_threshold: self.options.fuzzy_threshold,
+                require_grounding: self.options.require_grounding,
+            },
         };
         build_record(
             &checks,
             slot.id,
             &slot.text,
-            &slot.output,
+            &slot.generation.output,
             failure,
-            TokenCounts { prompt: slot.prompt_tokens, generated: slot.tokens.len() },
+            TokenCounts { prompt: slot.prompt_tokens, generated: slot.generation.tokens.len() },
             slot.started.elapsed().as_millis() as u64,
             slot.warnings,
         )
@@ -756,13 +527,17 @@ impl ExtractionPlan {
         tokens: TokenCounts,
         ms: u64,
     ) -> ExtractionRecord {
-        let checks = RecordChecks {
+        build_record(&self.checks(), id, text, output, failure, tokens, ms, Vec::new())
+    }
+
+    /// What a record of this plan is checked against.
+    fn checks(&self) -> RecordChecks<'_> {
+        RecordChecks {
             validator: Some(&self.validator),
             enum_paths: &self.enum_paths,
             fuzzy_threshold: self.options.fuzzy_threshold,
             require_grounding: self.options.require_grounding,
-        };
-        build_record(&checks, id, text, output, failure, tokens, ms, Vec::new())
+        }
     }
 }
 
@@ -785,72 +560,4 @@ fn validation_error(validator: &jsonschema::Validator, value: &Value) -> Option<
         let at = if path.is_empty() { "/".to_string() } else { path };
         format!("schema violation at {at} ({})", error.schema_path)
     })
-}
-
-/// Longest run of one token that decoding allows inside a string (runs of forced tokens
-/// aside). Numbers are left alone: tokenizers that split digits make `10000000` a run.
-const MAX_TOKEN_RUN: usize = 8;
-
-/// The one token a mask allows, if it allows exactly one.
-pub(crate) fn only_token(mask: &SimpleVob) -> Option<Token> {
-    if mask.num_set() != 1 {
-        return None;
-    }
-    let mut found = None;
-    mask.iter_set_entries(|i| found = Some(Token(i as i32)));
-    found
-}
-
-/// The most likely allowed token, or one sampled among the allowed at `temperature`.
-pub(crate) fn choose(
-    logits: &[f32],
-    mask: &SimpleVob,
-    temperature: f32,
-    rng: &mut SplitMix,
-) -> Option<Token> {
-    let mut best: Option<(usize, f32)> = None;
-    let mut allowed: Vec<(usize, f32)> = Vec::new();
-    mask.iter_set_entries(|i| {
-        if let Some(&logit) = logits.get(i) {
-            if best.is_none_or(|(_, b)| logit > b) {
-                best = Some((i, logit));
-            }
-            if temperature > 0.0 {
-                allowed.push((i, logit));
-            }
-        }
-    });
-    let (best_index, best_logit) = best?;
-    if temperature <= 0.0 || allowed.len() == 1 {
-        return Some(Token(best_index as i32));
-    }
-    let weights: Vec<f64> =
-        allowed.iter().map(|(_, l)| (((l - best_logit) / temperature) as f64).exp()).collect();
-    let total: f64 = weights.iter().sum();
-    let mut target = rng.next_f64() * total;
-    for ((i, _), w) in allowed.iter().zip(&weights) {
-        target -= w;
-        if target <= 0.0 {
-            return Some(Token(*i as i32));
-        }
-    }
-    Some(Token(best_index as i32))
-}
-
-/// A small deterministic generator for sampling.
-pub(crate) struct SplitMix(u64);
-
-impl SplitMix {
-    pub(crate) fn new(seed: u64) -> SplitMix {
-        SplitMix(seed)
-    }
-
-    pub(crate) fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
 }

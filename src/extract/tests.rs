@@ -173,3 +173,55 @@ fn extractive_values_are_passages_of_the_document() {
     }
     assert!(checked > 20, "only {checked} strings checked");
 }
+
+/// Records and totals of a run.
+fn run_with_summary(
+    model: &Model,
+    schema: &ExtractionSchema,
+    options: ExtractOptions,
+    docs: Vec<InputItem>,
+) -> (Vec<ExtractionRecord>, RunSummary) {
+    let mut extractor =
+        Extractor::new(model, &[], OutputConstraint::Schema(schema.clone()), options).unwrap();
+    let mut records = Vec::new();
+    let summary = extractor
+        .run(docs.into_iter(), &mut |r| {
+            records.push(r);
+            Ok::<_, std::convert::Infallible>(())
+        })
+        .unwrap();
+    records.sort_by(|a, b| a.id.cmp(&b.id));
+    (records, summary)
+}
+
+/// Speculative copying is exact: under greedy decoding every record (data, validity,
+/// token counts) is what one-token-a-step decoding writes, with passages forced by
+/// `--extractive` or free (drafts that are taken: `engine::tests`).
+#[test]
+fn speculative_copying_changes_no_greedy_record() {
+    let model = Model::load(tiny_model_path(), &ModelParams::default()).unwrap();
+    let source = load_schema("discharge_summary").unwrap();
+    let schema = ExtractionSchema::compile("d", &source.schema, SchemaLimits::default()).unwrap();
+    for extractive in [false, true] {
+        let options = |speculate| ExtractOptions {
+            parallel: 3,
+            threads: 2,
+            max_tokens: 400,
+            ctx_per_sequence: 2048,
+            extractive,
+            speculate,
+            ..ExtractOptions::default()
+        };
+        let (plain, plain_summary) = run_with_summary(&model, &schema, options(false), documents(4));
+        let (fast, fast_summary) = run_with_summary(&model, &schema, options(true), documents(4));
+        assert_eq!(plain_summary.speculation.drafted, 0);
+        let strip = |records: &[ExtractionRecord]| {
+            records
+                .iter()
+                .map(|r| (r.id.clone(), r.data.clone(), r.valid, r.error.clone(), r.tokens))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(strip(&plain), strip(&fast), "extractive: {extractive}");
+        assert!(fast_summary.speculation.drafted > 0, "extractive: {extractive}: nothing was drafted");
+    }
+}

@@ -84,6 +84,19 @@ impl Batch {
         Ok(i)
     }
 
+    /// Tokens of the batch that ask for logits.
+    pub fn outputs(&self) -> usize {
+        // SAFETY: the first `len()` entries of the logits array were written by `add`.
+        (0..self.len()).filter(|&i| unsafe { *self.raw.logits.add(i) } != 0).count()
+    }
+
+    /// Asks for the logits of the token at `index` too (an index `add` returned).
+    pub fn request_logits(&mut self, index: usize) {
+        assert!(index < self.len(), "token {index} is not in the batch");
+        // SAFETY: `index < len() <= capacity` entries were allocated and written.
+        unsafe { *self.raw.logits.add(index) = 1 };
+    }
+
     /// Adds a run of tokens of one sequence from position `start`; only the last asks for
     /// logits when `logits_last` is set.
     pub fn add_sequence(

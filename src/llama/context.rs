@@ -45,6 +45,35 @@ impl Default for ContextParams {
     }
 }
 
+impl ContextParams {
+    /// A context of `sequences` sequences of `ctx_per_sequence` tokens each, taking up to
+    /// `max_batch` tokens per decode call. The cache is one buffer for all sequences: a
+    /// copied prefix shares its cells, and a batch is computed in one step (per-sequence
+    /// streams split it into steps with as many tokens of each sequence, whose results then
+    /// depend on what else is decoded).
+    pub fn per_sequence(
+        ctx_per_sequence: u32,
+        sequences: u32,
+        threads: i32,
+        max_batch: u32,
+    ) -> Result<ContextParams, LlamaError> {
+        let n_ctx = ctx_per_sequence
+            .checked_mul(sequences)
+            .ok_or(LlamaError::ContextTooLarge { ctx_per_sequence, sequences })?;
+        let n_batch = max_batch.min(n_ctx).max(1);
+        Ok(ContextParams {
+            n_ctx,
+            n_batch,
+            n_ubatch: n_batch.min(512),
+            n_seq_max: sequences,
+            n_threads: threads,
+            n_threads_batch: threads,
+            unified_kv: true,
+            f32_kv: false,
+        })
+    }
+}
+
 /// The number of CPU cores, the thread count llama.cpp is fastest with on a laptop.
 pub fn default_threads() -> i32 {
     std::thread::available_parallelism().map_or(4, |n| n.get() as i32)

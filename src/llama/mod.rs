@@ -129,6 +129,14 @@ pub enum LlamaError {
         "the model's predictions are not numbers (NaN logits): its weights are damaged (merged with a NaN adapter?); nothing was generated from them"
     )]
     NanLogits,
+    /// The context asked for does not fit in 32 bits of tokens.
+    #[error("--ctx {ctx_per_sequence} × {sequences} sequences is too large")]
+    ContextTooLarge {
+        /// Tokens per sequence.
+        ctx_per_sequence: u32,
+        /// Sequences.
+        sequences: u32,
+    },
     /// No free room in the KV cache for the batch.
     #[error("the context is full: no room for {n_tokens} more tokens (raise --ctx)")]
     ContextFull {

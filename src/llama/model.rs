@@ -123,6 +123,19 @@ impl Model {
         &self.architecture
     }
 
+    /// Whether the KV cache can drop a sequence's last positions (attention caches can;
+    /// recurrent and hybrid models keep one state per sequence and cannot).
+    pub fn can_rewind_cache(&self) -> bool {
+        // SAFETY: the model pointer is valid while `self` lives.
+        let (recurrent, hybrid) = unsafe {
+            (
+                llama_sys::llama_model_is_recurrent(self.ptr.as_ptr()),
+                llama_sys::llama_model_is_hybrid(self.ptr.as_ptr()),
+            )
+        };
+        !recurrent && !hybrid
+    }
+
     /// Tokens in the vocabulary.
     pub fn n_vocab(&self) -> usize {
         // SAFETY: the vocab pointer is valid while `self` lives.

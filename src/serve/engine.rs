@@ -11,17 +11,13 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
-use llguidance::toktrie::SimpleVob;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::metrics::Metrics;
-use crate::extract::{
-    ArrayRepeatScanner, ConstraintFactory, DocumentConstraint, ExtractError, SplitMix, choose, only_token,
-};
-use crate::llama::{
-    Batch, Context, ContextParams, LoraAdapter, Model, Sampler, SamplingParams, Token, Utf8Stream,
-};
+use crate::engine::{self, BATCH, Chooser, Finish, Generation, GenerationSettings};
+use crate::extract::{ConstraintFactory, DocumentConstraint};
+use crate::llama::{Batch, Context, LoraAdapter, Model, Sampler, SamplingParams, Token, Utf8Stream};
 
 /// Whose cached prompts a request may reuse: the API key it came with and the
 /// `cache_salt` it names. Reuse of a cached prefix is observable (in `cached_tokens` and in
@@ -127,36 +123,28 @@ pub(crate) struct EngineSettings {
     pub ctx_per_sequence: u32,
     /// Threads.
     pub threads: i32,
+    /// Speculative copying from the prompt for greedy constrained requests.
+    pub speculate: bool,
 }
-
-const BATCH: usize = 512;
 
 struct Active<'m> {
     job: Job,
-    /// Tokens to decode next, starting at `pos`.
-    pending: Vec<Token>,
-    /// Whether `pending` is (still) prompt.
-    in_prompt: bool,
-    sampler: Option<Sampler<'m>>,
-    rng: SplitMix,
-    next_mask: Option<SimpleVob>,
-    /// Generated tokens, the output bytes, and where each token's bytes end.
-    tokens: Vec<Token>,
-    output: Vec<u8>,
-    token_ends: Vec<usize>,
-    scanner: ArrayRepeatScanner,
+    generation: Generation<'m>,
+    /// Tokens of the job's prompt already in the cache when it started.
+    reused: usize,
+    /// Generated tokens whose text was sent (or held back for stop texts).
+    streamed: usize,
     text: Utf8Stream,
     /// Text held back because it may be the start of a stop text.
     held: String,
-    cached_tokens: usize,
     started: Instant,
     first_token: Option<Instant>,
-    logits_at: Option<usize>,
     finished: Option<FinishReason>,
 }
 
 struct Sequence<'m> {
-    /// Tokens in this sequence's KV cache, in order from position 0.
+    /// Tokens in this sequence's KV cache, in order from position 0 (while a request
+    /// runs: those it reused).
     cached: Vec<Token>,
     /// The scope of the request that left them there.
     scope: Option<CacheScope>,
@@ -175,20 +163,14 @@ pub(crate) fn run<'m>(
     ready: impl FnOnce(),
 ) -> Result<(), crate::llama::LlamaError> {
     let parallel = settings.parallel.max(1);
-    let params = ContextParams {
-        n_ctx: settings.ctx_per_sequence.saturating_mul(parallel as u32),
-        n_batch: BATCH as u32,
-        n_ubatch: BATCH as u32,
-        n_seq_max: parallel as u32,
-        n_threads: settings.threads,
-        n_threads_batch: settings.threads,
-        unified_kv: false,
-        f32_kv: false,
-    };
-    let mut ctx = Context::new(model, &params)?;
-    if !adapters.is_empty() {
-        ctx.set_adapters(adapters)?;
-    }
+    let mut ctx = engine::open_context(
+        model,
+        adapters,
+        settings.ctx_per_sequence,
+        parallel as u32,
+        settings.threads,
+        BATCH as u32,
+    )?;
     ready();
     let room = (ctx.n_ctx_per_sequence() as usize).min(settings.ctx_per_sequence as usize);
     let mut sequences: Vec<Sequence<'_>> =
@@ -196,7 +178,6 @@ pub(crate) fn run<'m>(
     // llama.cpp takes no more tokens per decode than its batch size, which it lowers to a
     // small context's size.
     let mut batch = Batch::new(BATCH.min(ctx.n_batch() as usize).max(1), 1);
-    let eos = factory.map(ConstraintFactory::eos);
     let mut open = true;
     loop {
         // Take new requests into free sequences; wait for one when nothing runs.
@@ -222,7 +203,7 @@ pub(crate) fn run<'m>(
                 }
             };
             metrics.queued.fetch_sub(1, Ordering::Relaxed);
-            start(model, &mut ctx, &mut sequences, job, room, &metrics);
+            start(model, factory, &mut ctx, &mut sequences, job, room, settings.speculate, &metrics);
         }
         if !open && sequences.iter().all(|s| s.active.is_none()) {
             return Ok(());
@@ -247,56 +228,18 @@ pub(crate) fn run<'m>(
             continue;
         }
 
-        // One batch: generating sequences first (a token, or a few forced ones), then
-        // prompt tokens of starting ones in what room is left.
-        batch.clear();
-        let mut order: Vec<usize> = (0..parallel).filter(|&i| sequences[i].active.is_some()).collect();
-        order.sort_by_key(|&i| sequences[i].active.as_ref().is_some_and(|a| a.in_prompt));
-        let mut added: Vec<(usize, usize)> = Vec::new();
-        for &i in &order {
-            let sequence = &mut sequences[i];
-            let active = sequence.active.as_mut().expect("ordered sequences are active");
-            let take = active.pending.len().min(batch.remaining());
-            if take == 0 {
-                continue;
+        let mut running: Vec<&mut Generation<'m>> =
+            sequences.iter_mut().filter_map(|s| s.active.as_mut()).map(|a| &mut a.generation).collect();
+        match engine::decode_step(model, factory, &mut ctx, &mut batch, &mut running) {
+            Ok(times) => {
+                metrics.decoded_tokens.fetch_add(times.tokens as u64, Ordering::Relaxed);
             }
-            let pos = sequence.cached.len() as i32;
-            let whole = take == active.pending.len();
-            let tokens: Vec<Token> = active.pending.drain(..take).collect();
-            for (k, &token) in tokens.iter().enumerate() {
-                let last = whole && k + 1 == tokens.len();
-                let index = batch.add(token, pos + k as i32, &[i as i32], last).expect("room was checked");
-                if last {
-                    active.logits_at = Some(index);
-                }
-            }
-            sequence.cached.extend(tokens);
-            added.push((i, take));
+            // Not expected (room is checked at admission): the requests in the batch fail.
+            Err(e) => tracing::error!("decoding failed: {e}"),
         }
-        let decoded = ctx.decode(&batch);
-        if let Err(e) = decoded {
-            // Not expected (room is checked at admission): fail what was in the batch.
-            tracing::error!("decoding failed: {e}");
-            for &(i, _) in &added {
-                let sequence = &mut sequences[i];
-                ctx.remove_positions(i as i32, None, None);
-                sequence.cached.clear();
-                if let Some(active) = &mut sequence.active {
-                    active.finished = Some(FinishReason::Error("the engine failed to decode".into()));
-                }
-            }
-            finish_done(&mut sequences, &metrics);
-            continue;
-        }
-        metrics.decoded_tokens.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        for &(i, _) in &added {
-            let Sequence { cached, active, .. } = &mut sequences[i];
-            let Some(active) = active.as_mut() else { continue };
-            let Some(index) = active.logits_at.take() else { continue };
-            active.in_prompt = false;
-            if let Err(e) = step(model, &mut ctx, i as i32, cached, factory, eos, active, index, room) {
-                tracing::warn!("a request failed while choosing tokens: {e}");
-                active.finished = Some(FinishReason::Error("the constraint failed".into()));
+        for sequence in sequences.iter_mut() {
+            if let Some(active) = &mut sequence.active {
+                after_step(active);
             }
         }
         finish_done(&mut sequences, &metrics);
@@ -304,12 +247,15 @@ pub(crate) fn run<'m>(
 }
 
 /// Puts `job` into the free sequence sharing the longest prompt prefix with it.
+#[allow(clippy::too_many_arguments)]
 fn start<'m>(
     model: &'m Model,
+    factory: Option<&ConstraintFactory>,
     ctx: &mut Context<'m>,
     sequences: &mut [Sequence<'m>],
-    job: Job,
+    mut job: Job,
     room: usize,
+    speculate: bool,
     metrics: &Metrics,
 ) {
     let fail = |job: Job, message: &str| {
@@ -356,29 +302,29 @@ fn start<'m>(
     sequence.scope = Some(job.cache_scope);
     metrics.prompt_tokens.fetch_add(job.prompt.len() as u64, Ordering::Relaxed);
     metrics.cached_prompt_tokens.fetch_add(keep as u64, Ordering::Relaxed);
-    let sampler = match &job.constraint {
-        Some(_) => None,
-        None => Some(Sampler::new(model, &job.sampling)),
+    let chooser = match job.constraint.take() {
+        Some(constraint) => Chooser::Guided(Box::new(constraint)),
+        None => Chooser::Sampler(Sampler::new(model, &job.sampling)),
     };
-    let rng = SplitMix::new(u64::from(job.sampling.seed));
-    let pending = job.prompt[keep..].to_vec();
+    let budget = job.max_tokens.min(room.saturating_sub(job.prompt.len() + 1));
+    let settings = GenerationSettings {
+        budget,
+        temperature: job.sampling.temperature,
+        seed: u64::from(job.sampling.seed),
+        repeat_control: job.repeat_control,
+        speculate_from: speculate.then(|| model.detokenize(&job.prompt, false)),
+    };
+    let prompt = job.prompt[keep..].to_vec();
+    let generation = Generation::new(model, factory, index as i32, keep, prompt, chooser, settings);
     sequence.active = Some(Active {
         job,
-        pending,
-        in_prompt: true,
-        sampler,
-        rng,
-        next_mask: None,
-        tokens: Vec::new(),
-        output: Vec::new(),
-        token_ends: Vec::new(),
-        scanner: ArrayRepeatScanner::default(),
+        generation,
+        reused: keep,
+        streamed: 0,
         text: Utf8Stream::default(),
         held: String::new(),
-        cached_tokens: keep,
         started: Instant::now(),
         first_token: None,
-        logits_at: None,
         finished: None,
     });
     set_active_gauge(sequences, metrics);
@@ -394,207 +340,34 @@ fn common_prefix(a: &[Token], b: &[Token]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-/// Chooses the next token of `active` from logits row `index`, sends its text, and queues
-/// it (with any tokens the constraint forces after it) for the next batch. Under
-/// repetition control a repeated array item is rolled back (from the KV cache too) and the
-/// array closed, as `medllm extract` does.
-#[allow(clippy::too_many_arguments)]
-fn step<'m>(
-    model: &'m Model,
-    ctx: &mut Context<'m>,
-    seq: i32,
-    cached: &mut Vec<Token>,
-    factory: Option<&ConstraintFactory>,
-    eos: Option<Token>,
-    active: &mut Active<'m>,
-    index: usize,
-    room: usize,
-) -> Result<(), ExtractError> {
-    if active.first_token.is_none() {
+/// After a decoding step: sends the text chosen since the last one (under repetition
+/// control, which may take text back, the text goes whole at the end) and maps the
+/// engine's end of the sequence to the request's.
+fn after_step(active: &mut Active<'_>) {
+    let generation = &active.generation;
+    if active.first_token.is_none() && !generation.in_prompt() {
         active.first_token = Some(Instant::now());
     }
-    let budget = active.job.max_tokens.min(room.saturating_sub(active.job.prompt.len() + 1));
-    let decoded = active.tokens.len();
-    let token = match (&mut active.sampler, &mut active.job.constraint) {
-        (Some(sampler), _) => sampler.sample(ctx, index),
-        (None, Some(constraint)) => {
-            let mut mask = match active.next_mask.take() {
-                Some(mask) => mask,
-                None => constraint.allowed()?,
-            };
-            // A token repeated many times in a row inside a string is a loop, not data.
-            if active.job.repeat_control
-                && let Some(&last) = active.tokens.last()
-                && active.scanner.in_string()
-                && active.tokens.len() >= MAX_TOKEN_RUN
-                && active.tokens[active.tokens.len() - MAX_TOKEN_RUN..].iter().all(|&t| t == last)
-                && mask.num_set() > 1
-            {
-                mask.disallow_token(last.0 as u32);
-            }
-            let logits = ctx.logits(index).ok_or_else(|| ExtractError::Constraint("no logits".into()))?;
-            choose(logits, &mask, active.job.sampling.temperature, &mut active.rng)
-                .ok_or_else(|| ExtractError::Constraint("the schema allows no token here".into()))?
-        }
-        (None, None) => unreachable!("a job has a sampler or a constraint"),
-    };
-    if model.is_end_of_generation(token) || (active.job.constraint.is_some() && Some(token) == eos) {
-        active.finished = Some(FinishReason::Stop);
-        return Ok(());
-    }
-    push_token(model, active, token)?;
-    if active.job.constraint.is_some() {
-        follow_forced(model, factory, eos, active, budget)?;
-        if active.job.repeat_control
-            && active.finished.is_none()
-            && let Some(repeat) = active.scanner.scan(&active.output)
-            && cut_repeat(model, ctx, seq, cached, active, repeat.cut_at, decoded)?
-        {
-            follow_forced(model, factory, eos, active, budget)?;
-        }
-    }
-    if !active.job.repeat_control {
-        // Streamed as it comes (repetition control, which may take text back, buffers).
-        let from = decoded.min(active.tokens.len());
-        let start = if from == 0 { 0 } else { active.token_ends[from - 1] };
-        let bytes = active.output[start..].to_vec();
+    if !active.job.repeat_control && generation.tokens.len() > active.streamed {
+        let start = if active.streamed == 0 { 0 } else { generation.token_ends[active.streamed - 1] };
+        let bytes = generation.output[start..].to_vec();
+        active.streamed = generation.tokens.len();
         let piece = active.text.push(&bytes);
         if emit(active, &piece) {
-            return Ok(());
+            return;
         }
-    }
-    if active.finished.is_none() && active.tokens.len() >= budget {
-        active.finished = Some(FinishReason::Length);
     }
     if active.finished.is_none() {
-        let in_cache = cached.len().saturating_sub(active.job.prompt.len()).min(active.tokens.len());
-        active.pending = active.tokens[in_cache..].to_vec();
-    }
-    Ok(())
-}
-
-/// Longest run of one token allowed inside a string under repetition control.
-const MAX_TOKEN_RUN: usize = 8;
-
-fn push_token(model: &Model, active: &mut Active<'_>, token: Token) -> Result<(), ExtractError> {
-    if let Some(constraint) = &mut active.job.constraint {
-        constraint.accept(token)?;
-    }
-    active.output.extend(model.token_piece(token, false));
-    active.tokens.push(token);
-    active.token_ends.push(active.output.len());
-    Ok(())
-}
-
-/// Takes the text the constraint forces (keys, punctuation) without asking the model,
-/// until a real choice or the end.
-fn follow_forced(
-    model: &Model,
-    factory: Option<&ConstraintFactory>,
-    eos: Option<Token>,
-    active: &mut Active<'_>,
-    budget: usize,
-) -> Result<(), ExtractError> {
-    let factory = factory.expect("constrained jobs come with a factory");
-    loop {
-        let Some(constraint) = &mut active.job.constraint else { return Ok(()) };
-        if constraint.is_stopped() {
-            active.finished = Some(match constraint.error() {
-                Some(_) => FinishReason::Error("the constraint failed".into()),
-                None => FinishReason::Stop,
-            });
-            return Ok(());
-        }
-        let forced = constraint.forced_bytes();
-        if !forced.is_empty() {
-            let mut tokens = factory.tokenize_forced(model, &forced);
-            tokens.truncate(budget.saturating_sub(active.tokens.len()));
-            let accepted = constraint.accept_prefix(&tokens)?;
-            for &token in &tokens[..accepted] {
-                active.output.extend(model.token_piece(token, false));
-                active.tokens.push(token);
-                active.token_ends.push(active.output.len());
+        active.finished = match &active.generation.finish {
+            None => None,
+            Some(Finish::Stop) => Some(FinishReason::Stop),
+            Some(Finish::Length) => Some(FinishReason::Length),
+            Some(Finish::Failed(message)) => {
+                tracing::warn!("a request failed while choosing tokens: {message}");
+                Some(FinishReason::Error("the constraint failed".into()))
             }
-            if accepted > 0 {
-                continue;
-            }
-        }
-        let Some(constraint) = &mut active.job.constraint else { return Ok(()) };
-        let mask = constraint.allowed()?;
-        match only_token(&mask) {
-            Some(t) if Some(t) == eos => {
-                active.finished = Some(FinishReason::Stop);
-                return Ok(());
-            }
-            Some(t) if active.tokens.len() < budget => push_token(model, active, t)?,
-            _ => {
-                active.next_mask = Some(mask);
-                return Ok(());
-            }
-        }
-    }
-}
-
-/// Removes the output from byte `cut_at` on (a repeated array item and its comma), closes
-/// the array, and drops what was decoded past the kept tokens from the KV cache. Returns
-/// false, leaving everything as it was, when the schema does not allow the array to end
-/// there or the cache cannot be cut.
-fn cut_repeat(
-    model: &Model,
-    ctx: &mut Context<'_>,
-    seq: i32,
-    cached: &mut Vec<Token>,
-    active: &mut Active<'_>,
-    cut_at: usize,
-    decoded: usize,
-) -> Result<bool, ExtractError> {
-    let Some(constraint) = &mut active.job.constraint else { return Ok(false) };
-    let saved = (constraint.clone(), active.tokens.clone(), active.token_ends.clone(), active.output.clone());
-    let keep = active.token_ends.partition_point(|&end| end <= cut_at);
-    let kept_end = if keep == 0 { 0 } else { active.token_ends[keep - 1] };
-    let mut tail = active.output[kept_end..cut_at].to_vec();
-    tail.push(b']');
-    constraint.rollback(active.tokens.len() - keep)?;
-    active.tokens.truncate(keep);
-    active.token_ends.truncate(keep);
-    active.output.truncate(kept_end);
-    let restore = |active: &mut Active<'_>, saved: (DocumentConstraint, Vec<Token>, Vec<usize>, Vec<u8>)| {
-        if let Some(constraint) = &mut active.job.constraint {
-            *constraint = saved.0;
-        }
-        (active.tokens, active.token_ends, active.output) = (saved.1, saved.2, saved.3);
-    };
-    let mut rest: &[u8] = &tail;
-    while !rest.is_empty() {
-        let Some(constraint) = &mut active.job.constraint else { return Ok(false) };
-        let mask = constraint.allowed()?;
-        let mut best: Option<(Token, usize)> = None;
-        mask.iter_set_entries(|i| {
-            let piece = model.token_piece(Token(i as i32), false);
-            if !piece.is_empty() && rest.starts_with(&piece) && best.is_none_or(|(_, n)| piece.len() > n) {
-                best = Some((Token(i as i32), piece.len()));
-            }
-        });
-        let Some((token, len)) = best else {
-            restore(active, saved);
-            return Ok(false);
         };
-        push_token(model, active, token)?;
-        rest = &rest[len..];
     }
-    if keep < decoded {
-        let prompt = active.job.prompt.len();
-        if !ctx.remove_positions(seq, Some((prompt + keep) as i32), None) {
-            restore(active, saved);
-            active.scanner.scan(&active.output);
-            return Ok(false);
-        }
-        cached.truncate(prompt + keep);
-    }
-    active.next_mask = None;
-    active.scanner = ArrayRepeatScanner::default();
-    active.scanner.scan(&active.output);
-    Ok(true)
 }
 
 /// Sends `piece`, holding back text that may begin a stop text, and ending the request at
@@ -652,7 +425,7 @@ fn finish_done(sequences: &mut [Sequence<'_>], metrics: &Metrics) {
         let reason = active.finished.take().expect("checked above");
         metrics.active.fetch_sub(1, Ordering::Relaxed);
         if active.job.repeat_control {
-            let text = String::from_utf8_lossy(&active.output).into_owned();
+            let text = String::from_utf8_lossy(&active.generation.output).into_owned();
             emit(&mut active, &text);
         } else {
             let rest = active.text.finish();
@@ -662,14 +435,19 @@ fn finish_done(sequences: &mut [Sequence<'_>], metrics: &Metrics) {
             let held = std::mem::take(&mut active.held);
             let _ = active.job.events.send(Event::Text(held));
         }
-        // Tokens chosen but not decoded are not in the cache; what is cached stays for reuse.
+        // What is cached stays for reuse (tokens chosen but not decoded are not in it).
+        match active.generation.cached_tokens() {
+            Some(tokens) => sequence.cached.extend(tokens),
+            None => sequence.cached.clear(),
+        }
         let first = active.first_token.unwrap_or_else(Instant::now);
-        metrics.generated_tokens.fetch_add(active.tokens.len() as u64, Ordering::Relaxed);
+        let generated = active.generation.tokens.len();
+        metrics.generated_tokens.fetch_add(generated as u64, Ordering::Relaxed);
         let _ = active.job.events.send(Event::Done(Finished {
             reason,
             prompt_tokens: active.job.prompt.len(),
-            cached_tokens: active.cached_tokens,
-            generated_tokens: active.tokens.len(),
+            cached_tokens: active.reused,
+            generated_tokens: generated,
             prompt_time: first.duration_since(active.started),
             generation_time: first.elapsed(),
         }));

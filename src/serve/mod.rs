@@ -77,6 +77,9 @@ pub struct ServeOptions {
     /// How chat messages become the prompt (`--chat-template`); `None`: the model's own
     /// chat template, else plain text.
     pub chat_template: Option<crate::llama::ChatTemplateArg>,
+    /// Speculative copying from the prompt for greedy constrained requests (replies are
+    /// the same either way).
+    pub speculate: bool,
 }
 
 impl Default for ServeOptions {
@@ -102,6 +105,7 @@ impl Default for ServeOptions {
             audit_key_file: None,
             schema_limits: SchemaLimits::default(),
             chat_template: None,
+            speculate: true,
         }
     }
 }

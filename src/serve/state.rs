@@ -123,6 +123,7 @@ impl Server {
             parallel: options.parallel.max(1),
             ctx_per_sequence: options.ctx_per_sequence,
             threads: options.threads,
+            speculate: options.speculate,
         };
         let engine_model = Arc::clone(&model);
         let engine_factory = Arc::clone(&factory);
