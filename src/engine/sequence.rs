@@ -49,9 +49,9 @@ pub(crate) struct GenerationSettings {
     /// Roll back a repeated array item and close the array; ban long runs of one token
     /// inside strings.
     pub repeat_control: bool,
-    /// Text to copy drafts from, when speculative copying is on (greedy, guided, and a
-    /// cache that can drop positions only; see [`Generation::new`]).
-    pub speculate_from: Option<String>,
+    /// Tokens whose text drafts are copied from, when speculative copying is on (greedy,
+    /// guided, and a cache that can drop positions only; see [`Generation::new`]).
+    pub speculate_from: Option<Vec<Token>>,
 }
 
 /// One sequence of a context, from its prompt to its end.
@@ -109,7 +109,8 @@ impl<'m> Generation<'m> {
         let eos = if guided { factory.map(ConstraintFactory::eos) } else { None };
         let can_rewind = model.can_rewind_cache();
         let speculate = guided && settings.temperature <= 0.0 && can_rewind;
-        let lookup = settings.speculate_from.take().filter(|_| speculate).map(PromptLookup::new);
+        let lookup =
+            settings.speculate_from.take().filter(|_| speculate).map(|tokens| PromptLookup::new(model, tokens));
         let rng = SeededRng::from_state(settings.seed);
         Generation {
             seq,

@@ -346,7 +346,8 @@ impl<'m> Extractor<'m> {
             // Per document, so a sampled record does not depend on the order of the run.
             seed: self.options.seed ^ crate::data::rng::stable_hash(doc.id.as_bytes()),
             repeat_control: true,
-            speculate_from: self.options.speculate.then(|| doc.text.clone()),
+            // The document as tokenized in the prompt (and the few tokens after it).
+            speculate_from: self.options.speculate.then(|| tokens.clone()),
         };
         let prompt_tokens = prefix + tokens.len();
         let factory = self.plan.factory();
