@@ -156,7 +156,10 @@ mod tests {
         let mut lookup = PromptLookup::from_pieces(
             words.iter().enumerate().map(|(i, w)| (Token(100 + i as i32), w.to_vec())),
         );
-        assert_eq!(lookup.draft(&model, br#"{"m":"ceftriaxone"#, 16), vec![Token(102), Token(103), Token(104)]);
+        assert_eq!(
+            lookup.draft(&model, br#"{"m":"ceftriaxone"#, 16),
+            vec![Token(102), Token(103), Token(104)]
+        );
         assert_eq!(lookup.draft(&model, br#"{"m":"ceftriaxone 1 g"#, 16), vec![Token(104)]);
         // The draft length is bounded by the limit and by what was learnt.
         assert_eq!(lookup.draft(&model, br#"{"m":"ceftri"#, 1), vec![Token(101)]);

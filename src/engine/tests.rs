@@ -18,8 +18,9 @@ fn decode(
     let mut ctx = open_context(model, &[], 1024, 1, 2, BATCH as u32).unwrap();
     let mut batch = Batch::new(BATCH, 1);
     let constraint = factory.json_matcher(&schema.constraint_schema()).unwrap();
+    let settings_budget = 300;
     let settings = GenerationSettings {
-        budget: 300,
+        budget: settings_budget,
         temperature: 0.0,
         seed: 0,
         repeat_control: true,
@@ -28,10 +29,12 @@ fn decode(
     let tokens = model.tokenize(prompt, true, false).unwrap();
     let mut generation =
         Generation::new(model, Some(factory), 0, 0, tokens, Chooser::Guided(Box::new(constraint)), settings);
+    // Every step after the prompt's (one here) chooses at least one token, whatever
+    // happens to the drafts: more steps than the budget is a decoder going round in place.
     let mut steps = 0;
     while generation.finish.is_none() {
         steps += 1;
-        if steps > 2000 { panic!("stuck: {} tokens {:?} {:?}", generation.tokens.len(), generation.speculation, String::from_utf8_lossy(&generation.output)); }
+        assert!(steps <= settings_budget + 1, "no progress at {} tokens", generation.tokens.len());
         decode_step(model, Some(factory), &mut ctx, &mut batch, &mut [&mut generation]).unwrap();
     }
     assert!(!matches!(generation.finish, Some(Finish::Failed(_))), "{:?}", generation.finish);
