@@ -290,7 +290,11 @@ impl<'m> Generation<'m> {
     /// where the output ends, an array item taken back onto drafted tokens), its position
     /// is dropped and decoded again.
     fn queue_a_choice(&mut self, ctx: &mut Context<'m>) {
-        if self.finish.is_some() || self.cache_lost || self.tokens.len() > self.in_cache.len() {
+        if self.finish.is_some()
+            || self.cache_lost
+            || self.in_prompt()
+            || self.tokens.len() > self.in_cache.len()
+        {
             return;
         }
         let dropped = if self.in_cache.is_empty() {

@@ -56,8 +56,9 @@ pub struct ExtractOptions {
     /// template, else plain text.
     pub prompt_format: Option<crate::llama::PromptFormat>,
     /// Speculative copying: draft the tokens that follow the output's last tokens in the
-    /// document and keep those greedy decoding would choose (greedy schema runs only;
-    /// the records are the same either way).
+    /// document and keep those greedy decoding would choose (greedy schema runs only).
+    /// One sequence gives the same records either way; several can differ at near ties,
+    /// as between `--parallel` settings (the cache layout changes llama.cpp's sums).
     pub speculate: bool,
 }
 
@@ -76,7 +77,7 @@ impl Default for ExtractOptions {
             system: None,
             examples: Vec::new(),
             prompt_format: None,
-            speculate: true,
+            speculate: false,
         }
     }
 }
