@@ -138,7 +138,7 @@ printf '| %-44s | %9s | %7s | %8s | %9s | %10s | %11s |\n' "--------------------
 for p in 1 4 8; do
   extract_row "reports16, schema16, --parallel $p" --schema "$bench_dir/schema16.json" -P "$p" "$bench_dir/reports16.jsonl"
 done
-extract_row "reports16, schema16, --parallel 4, --no-speculate" --schema "$bench_dir/schema16.json" -P 4 --no-speculate "$bench_dir/reports16.jsonl"
+extract_row "reports16, schema16, --parallel 4, --speculate" --schema "$bench_dir/schema16.json" -P 4 --speculate "$bench_dir/reports16.jsonl"
 
 if [ -n "${LLAMA_SERVER:-}" ]; then
   read -r per_min ok total < <(python3 scripts/bench_llama_server.py "$LLAMA_SERVER" "$model" "$bench_dir" "$threads")
@@ -149,7 +149,7 @@ for schema in discharge_summary clinic_note medication_list; do
   extract_row "extract_dev (24), $schema, --parallel 4" --schema "$schema" -P 4 "$dev"
 done
 extract_row "extract_dev (24), discharge_summary, --extractive" --schema discharge_summary -P 4 --extractive "$dev"
-extract_row "extract_dev (24), discharge_summary, --extractive, --no-speculate" --schema discharge_summary -P 4 --extractive --no-speculate "$dev"
+extract_row "extract_dev (24), discharge_summary, --extractive, --speculate" --schema discharge_summary -P 4 --extractive --speculate "$dev"
 fi
 
 if want serve; then

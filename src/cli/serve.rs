@@ -78,10 +78,10 @@ pub(crate) struct ServeArgs {
     max_string: u64,
     #[command(flatten)]
     template: super::options::ChatTemplateOptions,
-    /// Decode one token per step: no speculative copying from the prompt for greedy
-    /// constrained requests (the replies are the same; it is only slower).
+    /// Draft tokens by copying from the prompt for greedy constrained requests and keep
+    /// those the model would choose. Off by default: on CPUs it measured no faster.
     #[arg(long)]
-    no_speculate: bool,
+    speculate: bool,
 }
 
 pub(crate) fn run(args: ServeArgs, global: &GlobalOptions) -> Result<Outcome> {
@@ -120,7 +120,7 @@ pub(crate) fn run(args: ServeArgs, global: &GlobalOptions) -> Result<Outcome> {
         audit_key_file: args.audit_key_file.clone(),
         schema_limits: SchemaLimits { max_items: args.max_items, max_string: args.max_string },
         chat_template: args.template.chat_template.clone(),
-        speculate: !args.no_speculate,
+        speculate: args.speculate,
     };
     let server = Server::start(&args.model.model, options)
         .with_context(|| format!("cannot serve {}", args.model.model.display()))?;

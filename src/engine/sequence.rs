@@ -49,9 +49,9 @@ pub(crate) struct GenerationSettings {
     /// Roll back a repeated array item and close the array; ban long runs of one token
     /// inside strings.
     pub repeat_control: bool,
-    /// Text to copy drafts from, when speculative copying is on (greedy, guided, and a
-    /// cache that can drop positions only; see [`Generation::new`]).
-    pub speculate_from: Option<String>,
+    /// Tokens whose text drafts are copied from, when speculative copying is on (greedy,
+    /// guided, and a cache that can drop positions only; see [`Generation::new`]).
+    pub speculate_from: Option<Vec<Token>>,
 }
 
 /// One sequence of a context, from its prompt to its end.
@@ -109,7 +109,11 @@ impl<'m> Generation<'m> {
         let eos = if guided { factory.map(ConstraintFactory::eos) } else { None };
         let can_rewind = model.can_rewind_cache();
         let speculate = guided && settings.temperature <= 0.0 && can_rewind;
-        let lookup = settings.speculate_from.take().filter(|_| speculate).map(PromptLookup::new);
+        let lookup = settings
+            .speculate_from
+            .take()
+            .filter(|_| speculate)
+            .map(|tokens| PromptLookup::new(model, tokens));
         let rng = SeededRng::from_state(settings.seed);
         Generation {
             seq,
@@ -250,21 +254,25 @@ impl<'m> Generation<'m> {
     ) -> Result<(), ExtractError> {
         let rows = std::mem::take(&mut self.rows);
         let drafts = std::mem::take(&mut self.drafts);
+        // `rows[k]` holds the logits after the last queued token and the first `k` drafts;
+        // it is valid only while the output has taken exactly those drafts.
         let mut accepted = 0;
         let mut outcome = Ok(());
-        for (j, &row) in rows.iter().enumerate() {
+        while let Some(&row) = rows.get(accepted) {
             let before = self.tokens.len();
             if let Err(e) = self.step(model, factory, ctx, row) {
                 outcome = Err(e);
                 break;
             }
-            // The next row holds logits after drafts[j]: valid only if the step chose
-            // exactly that token and nothing else followed (no forced text, no cut).
-            let Some(&draft) = drafts.get(j) else { break };
-            if self.finish.is_some() || self.tokens.len() != before + 1 || self.tokens[before] != draft {
+            // A step adds the chosen token and what the constraint forces after it; when
+            // all of them are the next drafts, the row after them is valid too.
+            let added = self.tokens.get(before..).unwrap_or_default();
+            let follows_drafts = !added.is_empty()
+                && drafts.get(accepted..accepted + added.len()).is_some_and(|next| next == added);
+            if self.finish.is_some() || !follows_drafts {
                 break;
             }
-            accepted += 1;
+            accepted += added.len();
         }
         if !std::mem::take(&mut self.padded) {
             if let Some(lookup) = &mut self.lookup {
@@ -273,7 +281,38 @@ impl<'m> Generation<'m> {
             self.speculation.add(SpeculationCounts { drafted: drafts.len(), accepted });
         }
         self.drop_stale_cache(ctx);
+        self.queue_a_choice(ctx);
         outcome
+    }
+
+    /// The next choice needs the logits after the last token, so that token must be in the
+    /// next batch. When every token is in the cache already (a refused draft that ended
+    /// where the output ends, an array item taken back onto drafted tokens), its position
+    /// is dropped and decoded again.
+    fn queue_a_choice(&mut self, ctx: &mut Context<'m>) {
+        if self.finish.is_some()
+            || self.cache_lost
+            || self.in_prompt()
+            || self.tokens.len() > self.in_cache.len()
+        {
+            return;
+        }
+        let dropped = if self.in_cache.is_empty() {
+            // No generated token left: the prompt's last one gives the logits.
+            let Some(done) = self.prompt_done.checked_sub(1) else {
+                self.finish = Some(Finish::Failed("nothing is left to decode for the next choice".into()));
+                return;
+            };
+            let at = self.generated_from - 1;
+            ctx.remove_positions(self.seq, Some(at), None).then(|| self.prompt_done = done)
+        } else {
+            let at = self.generated_from + self.in_cache.len() as i32 - 1;
+            ctx.remove_positions(self.seq, Some(at), None)
+                .then(|| self.in_cache.truncate(self.in_cache.len() - 1))
+        };
+        if dropped.is_none() {
+            self.finish = Some(Finish::Failed("the cache cannot drop positions".into()));
+        }
     }
 
     /// Drops from the cache the generated tokens that are no longer the output's (refused

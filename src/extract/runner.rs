@@ -56,8 +56,9 @@ pub struct ExtractOptions {
     /// template, else plain text.
     pub prompt_format: Option<crate::llama::PromptFormat>,
     /// Speculative copying: draft the tokens that follow the output's last tokens in the
-    /// document and keep those greedy decoding would choose (greedy schema runs only;
-    /// the records are the same either way).
+    /// document and keep those greedy decoding would choose (greedy schema runs only).
+    /// One sequence gives the same records either way; several can differ at near ties,
+    /// as between `--parallel` settings (the cache layout changes llama.cpp's sums).
     pub speculate: bool,
 }
 
@@ -76,7 +77,7 @@ impl Default for ExtractOptions {
             system: None,
             examples: Vec::new(),
             prompt_format: None,
-            speculate: true,
+            speculate: false,
         }
     }
 }
@@ -346,7 +347,8 @@ impl<'m> Extractor<'m> {
             // Per document, so a sampled record does not depend on the order of the run.
             seed: self.options.seed ^ crate::data::rng::stable_hash(doc.id.as_bytes()),
             repeat_control: true,
-            speculate_from: self.options.speculate.then(|| doc.text.clone()),
+            // The document as tokenized in the prompt (and the few tokens after it).
+            speculate_from: self.options.speculate.then(|| tokens.clone()),
         };
         let prompt_tokens = prefix + tokens.len();
         let factory = self.plan.factory();

@@ -312,7 +312,7 @@ fn start<'m>(
         temperature: job.sampling.temperature,
         seed: u64::from(job.sampling.seed),
         repeat_control: job.repeat_control,
-        speculate_from: speculate.then(|| model.detokenize(&job.prompt, false)),
+        speculate_from: speculate.then(|| job.prompt.clone()),
     };
     let prompt = job.prompt[keep..].to_vec();
     let generation = Generation::new(model, factory, index as i32, keep, prompt, chooser, settings);

@@ -77,8 +77,8 @@ pub struct ServeOptions {
     /// How chat messages become the prompt (`--chat-template`); `None`: the model's own
     /// chat template, else plain text.
     pub chat_template: Option<crate::llama::ChatTemplateArg>,
-    /// Speculative copying from the prompt for greedy constrained requests (replies are
-    /// the same either way).
+    /// Speculative copying from the prompt for greedy constrained requests (see
+    /// [`crate::extract::ExtractOptions::speculate`] for when replies can differ).
     pub speculate: bool,
 }
 
@@ -105,7 +105,7 @@ impl Default for ServeOptions {
             audit_key_file: None,
             schema_limits: SchemaLimits::default(),
             chat_template: None,
-            speculate: true,
+            speculate: false,
         }
     }
 }
