@@ -23,6 +23,8 @@ pub(crate) struct NameFinder {
     initial_and_surname: Regex,
     /// Initials that sign a line ("— ksh", "[lmr]").
     signature_initials: Regex,
+    /// "THUNDERCHILD, ROSE M": a surname and a given name in capitals.
+    capitals_surname_given: Regex,
 }
 
 /// Ranges already known not to hold names (eponyms, drug names).
@@ -51,7 +53,12 @@ impl NameFinder {
                 .expect("initial pattern compiles");
         let signature_initials = Regex::new(r"(?m)(?:^|[ \t])(?:[-—–]|\[)[ \t]*([a-z]{2,3})\]?[ \t]*\]?$")
             .expect("signature pattern compiles");
+        let capitals_surname_given = Regex::new(&format!(
+            r"(?-u:\b)({upper}{upper}+(?:[-'’]{upper}+)?),[ \t]+({upper}{upper}+)(?:[ \t]+{upper}\.?)?(?-u:\b)"
+        ))
+        .expect("capitals name pattern compiles");
         NameFinder {
+            capitals_surname_given,
             context: build_name_patterns(),
             lower_case_cue,
             initials,
@@ -74,6 +81,7 @@ impl NameFinder {
         lower_case_full_names(text, words, guarded, &mut spans);
         name_lists(text, words, guarded, &mut spans);
         self.initials_and_surnames(text, words, guarded, &mut spans);
+        self.surnames_first_in_capitals(text, words, guarded, &mut spans);
         from_dictionaries(text, words, guarded, &mut spans);
         propagate(text, words, guarded, known, &mut spans);
         // "de la Cruz", "van der Berg", "St. John": particles before a name belong to it.
@@ -106,19 +114,27 @@ impl NameFinder {
             // also a word; after other cues it must not be one.
             let relative = captures.get(1).is_some();
             let mut at = m.start();
+            let mut after_name = false;
             for word in m.as_str().split([' ', '\t']) {
                 let start = at;
                 at += word.len() + 1;
                 if word.is_empty() {
                     continue;
                 }
+                // "pt john smith": after a name, a surname counts even when it is a word too.
+                let surname_after_name =
+                    after_name && words.is_surname(word) && !words.is_function_word(word);
                 let is_name = word.chars().all(|c| c.is_lowercase() || c == '\'' || c == '-')
                     && words.is_dictionary_name(word)
                     && !words.is_plain_word(word)
-                    && (relative || !words.is_known_word(word) || words.is_unambiguous_name(word));
+                    && (relative
+                        || surname_after_name
+                        || !words.is_known_word(word)
+                        || words.is_unambiguous_name(word));
                 if !is_name {
                     break;
                 }
+                after_name = true;
                 spans.push(PhiSpan { start, end: start + word.len(), category: PhiCategory::Name });
             }
         }
@@ -126,6 +142,31 @@ impl NameFinder {
 }
 
 impl NameFinder {
+    /// "THUNDERCHILD, ROSE M" in a line of capitals, where no vocabulary helps the case:
+    /// a given name of the dictionaries after a comma, and before it a word that is a
+    /// dictionary name or no known word at all.
+    fn surnames_first_in_capitals(&self, text: &str, words: &Words, guarded: &Guarded, spans: &mut Vec<PhiSpan>) {
+        for captures in self.capitals_surname_given.captures_iter(text) {
+            let (Some(whole), Some(surname), Some(given)) = (captures.get(0), captures.get(1), captures.get(2))
+            else {
+                continue;
+            };
+            let surname_like = |w: &str| {
+                !words.is_plain_word(w)
+                    && !words.is_medical_word(w)
+                    && (words.is_dictionary_name(w) || !words.is_known_word(w))
+            };
+            let surname_ok = surname_like(surname.as_str())
+                || surname.as_str().split(['-', '\'', '’']).all(|part| part.len() > 1 && surname_like(part));
+            let given_ok = words.is_given_name(given.as_str())
+                && !words.is_plain_word(given.as_str())
+                && !words.is_medical_word(given.as_str());
+            if surname_ok && given_ok && !guarded.covers(whole.start(), whole.end()) {
+                spans.push(PhiSpan { start: whole.start(), end: whole.end(), category: PhiCategory::Name });
+            }
+        }
+    }
+
     /// Initials in a name's place, and an initial before a word no vocabulary knows.
     fn initials_and_surnames(&self, text: &str, words: &Words, guarded: &Guarded, spans: &mut Vec<PhiSpan>) {
         for captures in self.initials.captures_iter(text) {
@@ -302,47 +343,154 @@ fn is_unknown_name_like(text: &str, (start, end): (usize, usize), words: &Words)
 /// ordinary word counts only where it is capitalised.
 fn propagate(text: &str, words: &Words, guarded: &Guarded, known: &[String], spans: &mut Vec<PhiSpan>) {
     let mut name_words: HashSet<String> = HashSet::new();
-    let mut add = |word: &str| {
+    // Words of the names the record itself gives: those are sure, so they are found in
+    // lower case too ("rose" for a patient named Rose), unless they are grammar words.
+    let mut record_words: HashSet<String> = HashSet::new();
+    let name_word = |word: &str| {
         let letters = word.chars().filter(|c| c.is_alphabetic()).count();
         let particle = NAME_PARTICLES.contains(&word.to_lowercase().as_str());
         // An ordinary word found inside a name ("Sending" of "Sending RN") is not spread;
         // a dictionary name that is also a word ("Faith") is.
         let ordinary = words.is_known_word(word) && !words.is_dictionary_name(word);
-        if letters > 2 && !particle && !ordinary {
-            name_words.insert(base_form(word));
-        }
+        letters > 2 && !particle && !ordinary
     };
-    for span in spans.iter().filter(|s| s.category == PhiCategory::Name) {
-        for (s, e) in all_words(&text[span.start..span.end]) {
-            add(&text[span.start + s..span.start + e]);
+    let found_names: Vec<&str> = spans
+        .iter()
+        .filter(|s| s.category == PhiCategory::Name)
+        .map(|s| &text[s.start..s.end])
+        .collect();
+    for name in &found_names {
+        for (s, e) in all_words(name) {
+            if name_word(&name[s..e]) {
+                name_words.insert(base_form(&name[s..e]));
+            }
         }
     }
     for name in known {
         for (s, e) in all_words(name) {
-            add(&name[s..e]);
+            let word = &name[s..e];
+            let letters = word.chars().filter(|c| c.is_alphabetic()).count();
+            if letters > 2 && !NAME_PARTICLES.contains(&word.to_lowercase().as_str()) {
+                record_words.insert(base_form(word));
+            }
         }
     }
-    if name_words.is_empty() {
+    let user_names = user_names(&found_names, known);
+    spans.extend(user_name_spans(text, &user_names));
+    if name_words.is_empty() && record_words.is_empty() {
         return;
     }
     for (start, end) in all_words(text) {
         let word = &text[start..end];
-        if !name_words.contains(&base_form(word)) || guarded.covers(start, end) {
+        let base = base_form(word);
+        if guarded.covers(start, end) {
             continue;
         }
         let capitalised = word.chars().next().is_some_and(char::is_uppercase);
-        if capitalised || !words.is_known_word(word) {
+        let spread = name_words.contains(&base) && (capitalised || !words.is_known_word(word))
+            || record_words.contains(&base) && (capitalised || !words.is_function_word(word));
+        if spread {
             spans.push(PhiSpan { start, end, category: PhiCategory::Name });
         }
     }
+}
+
+/// Log-in and user names a person's name makes ("jsmith", "smithj", "john.smith",
+/// "j_smith"), lower case, from names of a given name (or initial) and a surname. Names the
+/// record gives make the surname-first forms too; names found in the text only the forms
+/// that start with the given name, which no ordinary word takes.
+fn user_names(found: &[&str], known: &[String]) -> HashSet<String> {
+    let mut forms = HashSet::new();
+    let parts = |name: &str| -> Vec<String> {
+        all_words(name)
+            .into_iter()
+            .map(|(s, e)| name[s..e].to_lowercase())
+            .filter(|w| !NAME_PARTICLES.contains(&w.as_str()))
+            .collect()
+    };
+    let mut add = |name: &str, from_record: bool| {
+        let words = parts(name);
+        if words.len() < 2 {
+            return;
+        }
+        // "Smith, John" is surname first.
+        let (given, surname) = if name.contains(',') {
+            (&words[1], &words[0])
+        } else {
+            (&words[0], &words[words.len() - 1])
+        };
+        let Some(initial) = given.chars().next() else { return };
+        if surname.chars().count() < 3 {
+            return;
+        }
+        forms.insert(format!("{initial}{surname}"));
+        for separator in [".", "_", "-", ""] {
+            if given.chars().count() > 1 {
+                forms.insert(format!("{given}{separator}{surname}"));
+            }
+            forms.insert(format!("{initial}{separator}{surname}"));
+        }
+        if from_record {
+            forms.insert(format!("{surname}{initial}"));
+            forms.insert(format!("{surname}.{initial}"));
+            forms.insert(format!("{surname}_{initial}"));
+            if given.chars().count() > 1 {
+                forms.insert(format!("{surname}.{given}"));
+                forms.insert(format!("{surname}{given}"));
+            }
+        }
+    };
+    for name in found {
+        add(name, false);
+    }
+    for name in known {
+        add(name, true);
+    }
+    // Too short a form would take ordinary tokens.
+    forms.retain(|f| f.chars().count() >= 4);
+    forms
+}
+
+/// Tokens of `text` (letters, digits, `.`, `_`, `-`) that are one of `user_names`, maybe
+/// with digits after it ("jsmith2", "SMITHJ01").
+fn user_name_spans(text: &str, user_names: &HashSet<String>) -> Vec<PhiSpan> {
+    if user_names.is_empty() {
+        return Vec::new();
+    }
+    let mut spans = Vec::new();
+    let is_token = |c: char| c.is_alphanumeric() || matches!(c, '.' | '_' | '-');
+    let mut at = 0;
+    for piece in text.split(|c: char| !is_token(c)) {
+        let start = at;
+        at += piece.len();
+        // The separator that ended the piece.
+        at += text[at..].chars().next().map_or(0, char::len_utf8);
+        let token = piece.trim_matches(['.', '-', '_']);
+        if token.is_empty() {
+            continue;
+        }
+        let lead = piece.len() - piece.trim_start_matches(['.', '-', '_']).len();
+        let stem = token.trim_end_matches(|c: char| c.is_ascii_digit()).to_lowercase();
+        if user_names.contains(&stem) {
+            spans.push(PhiSpan { start: start + lead, end: start + lead + token.len(), category: PhiCategory::Name });
+        }
+    }
+    spans
 }
 
 /// Whether `b` continues the name that `a` is part of: same line, one space or a
 /// hyphen apart, and `b` is a name-like word (or `a` and `b` are "Surname, Given").
 fn joins_name(text: &str, a: (usize, usize), b: (usize, usize), words: &Words) -> bool {
     let gap = &text[a.1..b.0];
-    // "Garcia, Maria": a known name then a comma joins the next word too.
-    let surname_first = gap == ", " && words.is_dictionary_name(&text[a.0..a.1]);
+    // "Garcia, Maria", "Garcia-Lopez, Maria", "Zorblatt, Maria": a known name (or one of
+    // hyphenated known names, or a word no vocabulary knows before a given name) then a
+    // comma joins the next word too.
+    let surname_first = gap == ", " && {
+        let (wa, wb) = (&text[a.0..a.1], &text[b.0..b.1]);
+        words.is_dictionary_name(wa)
+            || wa.contains('-') && wa.split('-').any(|part| words.is_dictionary_name(part))
+            || !words.is_known_word(wa) && words.is_given_name(wb) && !words.is_common_word(wb)
+    };
     if !(gap == " " || gap == "-" || gap == ". " && a.1 - a.0 == 1 || surname_first || is_particle_gap(gap)) {
         return false;
     }

@@ -39,13 +39,15 @@ optical opticians imaging lifeflight medflight airmed telehealth telemedicine me
 cooperative collective trust credit service hub haven express rentals rental transportation \
 boatworks superette studio salon salons barbershop garage pharmacie laboratoire clinique hôpital hopital \
 clínica clinica farmacia laboratorio sanatorio policlínico policlinico ospedale klinikum krankenhaus praxis \
-apotheke ziekenhuis apotek sjukhus botika cic";
+apotheke ziekenhuis apotek sjukhus botika cic hardware co-op coop farm orchard orchards vineyard vineyards \
+winery brewery distillery stevedoring shipping packing packers cannery quarry nursery nurseries greenhouse \
+greenhouses landscaping";
 
 /// Heads that are also everyday words ("Park", "Station", "Unit"): the particular word must
 /// be a proper one (no everyday word) or a modifier.
 const WEAK_HEADS: &str = "unit units board office station park place court village heights gardens terrace \
 towers yard bar power water gas oil house tower center centre care home homes living group services system \
-network program programme project team";
+network program programme project team arms private";
 
 /// Heads that come first in the languages that name a place after its kind ("Hôpital
 /// Sainte-Justine", "Clínica San José", "CLSC du Plateau"): the particular words follow.
@@ -257,9 +259,7 @@ impl OrganisationFinder {
             let droppable = CONNECTORS.contains(&k)
                 || !self.modifiers.contains(k)
                     && (grammar_word
-                        || (sentence_start
-                            || all_caps_line
-                            || words.is_medical_word(word) && !words.is_dictionary_name(word))
+                        || (all_caps_line || words.is_medical_word(word) && !words.is_dictionary_name(word))
                             && (words.is_common_word(word) || words.is_medical_word(word))
                             && self.has_distinctive_after(line, run, &keys, first + 1, head, words));
             // "Hearing at …", "Followed at the …": a word before "at", "to", "from" … is

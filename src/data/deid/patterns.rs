@@ -456,6 +456,9 @@ pub(crate) fn build_patterns() -> Vec<Pattern> {
             1,
             Age,
         ),
+        // "ninety" and "ninety-three" anywhere ("a ninety three yr old", "at ninety she"),
+        // unless a unit follows ("ninety minutes", "ninety percent").
+        checked(r"(?i:(?-u:\b)(ninety(?:[- ](?:one|two|three|four|five|six|seven|eight|nine))?)(?-u:\b))", 1, Age, not_a_measurement),
         pattern(r"(?i:(?-u:\b)(?:turned|turns|is\s+now)\s+)(9[0-9]|1[01][0-9])(?-u:\b)", 1, Age),
         // An age over 89 in context: "lived to 101", "she's 91", "died aged 91", "At 91 she",
         // "(91)", "(95 ans)", "(ninety, frail".
@@ -657,7 +660,9 @@ fn not_a_measurement(text: &str, start: usize, end: usize) -> bool {
         "bpm", "beats", "mmhg", "percent", "kg", "kgs", "lb", "lbs", "pounds", "cm", "mm", "ml", "mg", "mcg",
         "g", "units", "u", "min", "minutes", "sec", "seconds", "hours", "hrs", "h", "days", "weeks",
         "months", "degrees", "f", "c", "mmol", "meq", "breaths", "rpm", "km", "miles", "m", "times",
-        "points",
+        "points", "milligrams", "micrograms", "grams", "millilitres", "milliliters", "cc", "mins", "secs",
+        "feet", "ft", "metres", "meters", "yards", "steps", "mph", "dollars", "cents", "calories", "kcal",
+        "millimeters", "millimetres", "centimeters", "centimetres", "pills", "tablets", "doses",
     ];
     no_unit_follows(text, start, end) && !MEASUREMENT_UNITS.contains(&next.as_str())
 }
