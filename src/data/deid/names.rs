@@ -145,9 +145,16 @@ impl NameFinder {
     /// "THUNDERCHILD, ROSE M" in a line of capitals, where no vocabulary helps the case:
     /// a given name of the dictionaries after a comma, and before it a word that is a
     /// dictionary name or no known word at all.
-    fn surnames_first_in_capitals(&self, text: &str, words: &Words, guarded: &Guarded, spans: &mut Vec<PhiSpan>) {
+    fn surnames_first_in_capitals(
+        &self,
+        text: &str,
+        words: &Words,
+        guarded: &Guarded,
+        spans: &mut Vec<PhiSpan>,
+    ) {
         for captures in self.capitals_surname_given.captures_iter(text) {
-            let (Some(whole), Some(surname), Some(given)) = (captures.get(0), captures.get(1), captures.get(2))
+            let (Some(whole), Some(surname), Some(given)) =
+                (captures.get(0), captures.get(1), captures.get(2))
             else {
                 continue;
             };
@@ -354,11 +361,8 @@ fn propagate(text: &str, words: &Words, guarded: &Guarded, known: &[String], spa
         let ordinary = words.is_known_word(word) && !words.is_dictionary_name(word);
         letters > 2 && !particle && !ordinary
     };
-    let found_names: Vec<&str> = spans
-        .iter()
-        .filter(|s| s.category == PhiCategory::Name)
-        .map(|s| &text[s.start..s.end])
-        .collect();
+    let found_names: Vec<&str> =
+        spans.iter().filter(|s| s.category == PhiCategory::Name).map(|s| &text[s.start..s.end]).collect();
     for name in &found_names {
         for (s, e) in all_words(name) {
             if name_word(&name[s..e]) {
@@ -414,11 +418,8 @@ fn user_names(found: &[&str], known: &[String]) -> HashSet<String> {
             return;
         }
         // "Smith, John" is surname first.
-        let (given, surname) = if name.contains(',') {
-            (&words[1], &words[0])
-        } else {
-            (&words[0], &words[words.len() - 1])
-        };
+        let (given, surname) =
+            if name.contains(',') { (&words[1], &words[0]) } else { (&words[0], &words[words.len() - 1]) };
         let Some(initial) = given.chars().next() else { return };
         if surname.chars().count() < 3 {
             return;
@@ -472,7 +473,11 @@ fn user_name_spans(text: &str, user_names: &HashSet<String>) -> Vec<PhiSpan> {
         let lead = piece.len() - piece.trim_start_matches(['.', '-', '_']).len();
         let stem = token.trim_end_matches(|c: char| c.is_ascii_digit()).to_lowercase();
         if user_names.contains(&stem) {
-            spans.push(PhiSpan { start: start + lead, end: start + lead + token.len(), category: PhiCategory::Name });
+            spans.push(PhiSpan {
+                start: start + lead,
+                end: start + lead + token.len(),
+                category: PhiCategory::Name,
+            });
         }
     }
     spans

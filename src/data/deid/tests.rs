@@ -369,3 +369,61 @@ fn streets_without_a_number_units_before_an_address_and_districts_are_found() {
         );
     }
 }
+
+#[test]
+fn user_names_made_from_a_name_are_found() {
+    let text = "Seen by Dr. Marguerite Okafor. Order entered by user mokafor2; audit: m.okafor.";
+    for user in ["mokafor2", "m.okafor"] {
+        assert!(finds(text, user), "{user} not found: {:?}", found(text));
+    }
+    let known = KnownPhi { names: vec!["Okafor, Marguerite".into()], values: vec![] };
+    let text = "Login okaform at 09:12 from the ward terminal.";
+    let spans = detector().detect_with(text, &known);
+    assert!(spans.iter().any(|s| &text[s.start..s.end] == "okaform"), "{spans:?}");
+    // A token that no name makes is no name.
+    let text = "Reviewed by sysadmin overnight.";
+    assert!(found(text).iter().all(|(_, c)| *c != PhiCategory::Name), "{:?}", found(text));
+}
+
+#[test]
+fn a_records_own_name_is_found_in_lower_case_even_when_it_is_a_word() {
+    let known = KnownPhi { names: vec!["Rose Mellor".into()], values: vec![] };
+    let text = "spoke w/ rose this am, she is the one who calls.";
+    let spans = detector().detect_with(text, &known);
+    assert!(spans.iter().any(|s| &text[s.start..s.end] == "rose"), "{spans:?}");
+    // Without the record's name the word stays.
+    assert!(!finds("bp rose to 150 overnight", "rose"));
+}
+
+#[test]
+fn lower_case_surnames_after_a_cued_first_name_and_surnames_first_in_capitals_are_found() {
+    let text = "pt john smith seen in clinic today";
+    for word in ["john", "smith"] {
+        assert!(finds(text, word), "{word} not found: {:?}", found(text));
+    }
+    for (text, name) in [
+        ("PATIENT: THUNDERCHILD, ROSE M   DOB on file", "THUNDERCHILD, ROSE M"),
+        ("Name: Garcia-Okonjo, Maria was admitted.", "Garcia-Okonjo, Maria"),
+        ("Name: Zorblatt, Maria was admitted.", "Zorblatt, Maria"),
+    ] {
+        assert!(finds(text, name), "{name} not found in {text:?}: {:?}", found(text));
+    }
+    assert!(found("ALLERGIES, MEDICATIONS AND PROBLEMS REVIEWED").is_empty());
+}
+
+#[test]
+fn ages_over_89_in_words_are_found_without_a_cue_unless_a_unit_follows() {
+    let text = "A ninety three yr old woman, frail.";
+    assert!(finds(text, "ninety three"), "{:?}", found(text));
+    for text in ["Ninety minutes of observation.", "Sats ninety percent on room air."] {
+        assert!(found(text).iter().all(|(_, c)| *c != PhiCategory::Age), "{text:?}: {:?}", found(text));
+    }
+}
+
+#[test]
+fn an_everyday_word_starting_a_sentence_stays_in_an_organisation_name() {
+    let text = "Harvest Hardware Co-op is his employer. Bluegum Orchard called.";
+    for org in ["Harvest Hardware Co-op", "Bluegum Orchard"] {
+        assert!(finds(text, org), "{org} not found: {:?}", found(text));
+    }
+}
